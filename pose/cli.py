@@ -1,0 +1,168 @@
+"""The ``poselab`` command line: ``poselab SUBCOMMAND --help`` documents each subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pose.config import ConfigError, apply_overrides, load_config_file, to_dict
+from pose.experiment import ExperimentConfig
+
+log = logging.getLogger("poselab")
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="AP/AR of a keypoint results JSON against COCO-format ground truth",
+                       description="Evaluate keypoint results with the COCO protocol (pycocotools) or the "
+                                   "CrowdPose protocol (keypoints_crowd, easy/medium/hard by crowdIndex).")
+    p.add_argument("--gt", required=True, help="ground-truth annotation JSON (COCO format)")
+    p.add_argument("--results", required=True, help="keypoint results JSON (list of image_id/keypoints/score)")
+    p.add_argument("--dataset", default="coco",
+                   help="coco, crowdpose, or a metainfo .json for a custom keypoint layout (default: coco)")
+    p.add_argument("--json", action="store_true", help="print the stats as one JSON object on the last line")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from pose.evaluation.keypoint_eval import evaluate_keypoints, format_summary
+    from pose.metainfo import get_metainfo
+
+    meta = get_metainfo(args.dataset)
+    stats = evaluate_keypoints(args.gt, args.results, meta)
+    print(format_summary(stats, meta))
+    if args.json:
+        print(json.dumps(stats))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- train
+def load_experiment(spec: str, overrides: list[str]) -> ExperimentConfig:
+    """A preset name or a JSON/YAML config file, then ``key=value`` overrides."""
+    from pose.presets import PRESETS, get_preset
+
+    if spec in PRESETS:
+        cfg = get_preset(spec).config
+    elif Path(spec).suffix in (".json", ".yaml", ".yml"):
+        cfg = load_config_file(ExperimentConfig, spec)
+    else:
+        get_preset(spec)  # raises: unknown preset, listing the available ones
+        raise AssertionError("unreachable")
+    return apply_overrides(cfg, overrides)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one top-down experiment (plain PyTorch, this machine)",
+                       description="Train one experiment from a preset name (see `poselab presets`) or a "
+                                   "JSON/YAML config file. key=value arguments override any config field; "
+                                   "nested fields use dots, e.g. train.epochs=2 data.root=data/synthpose.")
+    p.add_argument("config", help="preset name or config file (.json/.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=0.002")
+    p.add_argument("--no-resume", action="store_true", help="start over even if the run directory has last.pth")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    cfg = load_experiment(args.config, args.overrides)
+    if args.print_config:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    from pose.engine.trainer import Trainer
+
+    final = Trainer(cfg, resume=not args.no_resume).fit()
+    print(json.dumps({k: round(v, 4) for k, v in final.items()}))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- presets
+def _add_presets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("presets", help="list the named experiment configs",
+                       description="List the presets that `poselab train PRESET` accepts.")
+    p.add_argument("--json", action="store_true", help="print the full configs as JSON")
+    p.set_defaults(func=_run_presets)
+
+
+def _run_presets(args: argparse.Namespace) -> int:
+    from pose.presets import PRESETS
+
+    if args.json:
+        print(json.dumps({n: {"description": p.description, "config": to_dict(p.config)}
+                          for n, p in PRESETS.items()}, indent=2))
+        return 0
+    width = max(len(n) for n in PRESETS)
+    for name, p in PRESETS.items():
+        print(f"{name:<{width}}  {p.description}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the embedded default: SynthPose -> train a small model -> AP",
+                       description="Generate a small SynthPose dataset (unless it exists), train the CPU "
+                                   "preset on it, evaluate on its validation split and print AP.")
+    p.add_argument("--data", default="data/synthpose-demo", help="dataset directory (default: %(default)s)")
+    p.add_argument("--images", type=int, default=600, help="SynthPose train images (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="dataset and training seed (default: %(default)s)")
+    p.add_argument("--output-dir", default="runs", help="run directory root (default: %(default)s)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pose.engine.trainer import Trainer
+    from pose.synth.config import SynthConfig
+    from pose.synth.generate import generate_dataset
+
+    if args.images < 1 or args.epochs < 1:
+        raise ValueError("--images and --epochs must be >= 1")
+    data = Path(args.data)
+    if not (data / "annotations" / "person_keypoints_train.json").exists():
+        log.info("generating SynthPose (%d train images) in %s", args.images, data)
+        generate_dataset(SynthConfig(images=args.images, seed=args.seed), data)
+    else:
+        log.info("using the existing SynthPose dataset in %s", data)
+    cfg = load_experiment("synth-r18-128x96", [
+        f"name=demo-seed{args.seed}", f"output_dir={args.output_dir}", f"data.root={data}",
+        f"train.epochs={args.epochs}", f"train.lr_steps=[{max(1, int(args.epochs * 0.75))}]",
+        f"train.seed={args.seed}",
+    ])
+    final = Trainer(cfg, resume=False).fit()
+    print(f"\nSynthPose val AP of {cfg.model.arch}-{cfg.model.depth} after {args.epochs} epochs: "
+          f"{final['AP']:.3f} (AP50 {final['AP50']:.3f}, AR {final['AR']:.3f}); run directory {cfg.run_dir}")
+    print(json.dumps({k: round(v, 4) for k, v in final.items()}))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="poselab", description="2D human pose estimation experiments.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_presets(sub)
+    from pose.synth.cli import add_synth_subcommand
+
+    add_synth_subcommand(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"poselab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

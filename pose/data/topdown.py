@@ -1,0 +1,121 @@
+"""Top-down samples: crop, augment and encode one person instance.
+
+:class:`TopDownSampler` turns a :class:`PersonInstance` (plus an image) into a training or test
+sample; :class:`TopDownDataset` is the map-style torch dataset over a list of instances that the
+plain-PyTorch loop uses. Crops leave the dataset as uint8 RGB tensors; normalisation happens in
+batch on the model's device (:class:`Normalizer`), which keeps the data path cheap to move around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pose.codecs.heatmap import HeatmapCodec
+from pose.data.coco import PersonInstance
+from pose.data.image_io import read_rgb
+from pose.data.transforms import (
+    AugmentParams,
+    TopDownAugment,
+    crop_matrix,
+    flip_keypoint_labels,
+    transform_points,
+    warp_crop,
+)
+from pose.metainfo import DatasetMeta
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class TopDownSampler:
+    """Crop + augment + encode for one instance (the per-sample work shared by every loader)."""
+
+    meta: DatasetMeta
+    codec: HeatmapCodec
+
+    def sample(self, image: np.ndarray, inst: PersonInstance, params: AugmentParams) -> dict[str, np.ndarray]:
+        """Returns image (3, H, W) uint8, heatmaps (K, h, w), weights (K,), keypoints (K, 2) in
+        crop pixels, visible (K,), matrix (2, 3) image->crop."""
+        size = self.codec.input_size
+        m = crop_matrix(inst.center, inst.scale * params.scale, params.rotation, size, params.flip)
+        crop = warp_crop(image, m, size)
+        kps = transform_points(inst.keypoints, m)
+        vis = inst.visible
+        if params.flip:
+            kps, vis = flip_keypoint_labels(kps, vis, self.meta.flip_indices)
+        heatmaps, weights = self.codec.encode(kps, vis)
+        return {
+            "image": np.ascontiguousarray(crop.transpose(2, 0, 1)),
+            "heatmaps": heatmaps,
+            "weights": weights,
+            "keypoints": kps,
+            "visible": vis.astype(np.float32),
+            "matrix": m.astype(np.float32),
+        }
+
+
+class TopDownDataset(Dataset):
+    """Map-style dataset over person instances.
+
+    Each item is a dict of tensors: ``image`` (3, H, W) uint8 RGB, ``heatmaps`` (K, h, w),
+    ``weights`` (K,), ``keypoints`` (K, 2), ``visible`` (K,), ``matrix`` (2, 3) image->crop,
+    and the instance's ``image_id``, ``score``, ``area``, ``center``, ``scale``, ``index``.
+
+    Augmentation is drawn from ``np.random.default_rng([seed, epoch, index])``: reproducible, and
+    independent of the number of loader workers. Call :meth:`set_epoch` each epoch.
+    """
+
+    def __init__(
+        self,
+        instances: list[PersonInstance],
+        meta: DatasetMeta,
+        codec: HeatmapCodec,
+        augment: TopDownAugment | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.instances = instances
+        self.sampler = TopDownSampler(meta, codec)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def params_for(self, index: int) -> AugmentParams:
+        if self.augment is None:
+            return AugmentParams()
+        return self.augment.sample(np.random.default_rng([self.seed, self.epoch, index]))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        inst = self.instances[index]
+        image = read_rgb(inst.image_path, inst.image_id)
+        out = self.sampler.sample(image, inst, self.params_for(index))
+        item = {k: torch.from_numpy(v) for k, v in out.items()}
+        item["image_id"] = torch.tensor(inst.image_id, dtype=torch.int64)
+        item["score"] = torch.tensor(inst.score, dtype=torch.float32)
+        item["area"] = torch.tensor(inst.area, dtype=torch.float32)
+        item["center"] = torch.from_numpy(inst.center.astype(np.float32))
+        item["scale"] = torch.from_numpy(inst.scale.astype(np.float32))
+        item["index"] = torch.tensor(index, dtype=torch.int64)
+        return item
+
+
+class Normalizer(torch.nn.Module):
+    """uint8 RGB (B, 3, H, W) -> float (x / 255 - mean) / std with ImageNet statistics."""
+
+    def __init__(self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - self.mean) / self.std

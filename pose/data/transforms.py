@@ -1,0 +1,114 @@
+"""Geometry of top-down crops: box -> centre/scale, affine crops, augmentation parameters, flips.
+
+Conventions: sizes are (width, height); points are (x, y) in pixels; a crop is one 2x3 affine
+matrix ``M`` from image to crop coordinates, so the crop, its keypoints and the inverse mapping of
+predictions all use the same matrix. A horizontal flip is folded into ``M`` (the keypoint labels
+are swapped separately with the dataset's flip indices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+def box_to_center_scale(
+    bbox: np.ndarray | list[float], aspect_ratio: float, padding: float = 1.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """xywh box -> (centre (2,), crop window (w, h) in pixels).
+
+    The short side is enlarged so that w / h == ``aspect_ratio`` (input width / height), then both
+    sides are multiplied by ``padding`` (SimpleBaseline's x1.25).
+    """
+    x, y, w, h = (float(v) for v in bbox)
+    center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    else:
+        w = h * aspect_ratio
+    scale = np.array([w * padding, h * padding], dtype=np.float32)
+    return center, scale
+
+
+def crop_matrix(
+    center: np.ndarray,
+    scale: np.ndarray,
+    rotation: float,
+    output_size: tuple[int, int],
+    flip: bool = False,
+) -> np.ndarray:
+    """2x3 matrix mapping image pixels to crop pixels.
+
+    The window of width ``scale[0]`` centred on ``center`` and rotated by ``rotation`` degrees
+    (counter-clockwise in the image as displayed) fills the output; the height follows the output
+    aspect ratio (uniform scaling, so rotations are rigid). With ``flip`` the crop is mirrored
+    about its vertical centre line: x' = out_w - 1 - x.
+    """
+    out_w, out_h = output_size
+    s = out_w / float(scale[0])
+    r = np.deg2rad(rotation)
+    cos, sin = np.cos(r) * s, np.sin(r) * s
+    # Rotation about the centre, scaling, then translation to the output centre.
+    cx, cy = float(center[0]), float(center[1])
+    ox, oy = (out_w - 1) * 0.5, (out_h - 1) * 0.5
+    m = np.array(
+        [[cos, sin, ox - cos * cx - sin * cy],
+         [-sin, cos, oy + sin * cx - cos * cy]],
+        dtype=np.float64,
+    )
+    if flip:
+        m = np.array([[-1.0, 0.0, out_w - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0.0, 0.0, 1.0]])
+    return m
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine matrix (crop -> image)."""
+    return cv2.invertAffineTransform(np.asarray(m, dtype=np.float64))
+
+
+def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 matrix to (..., 2) points."""
+    pts = np.asarray(points, dtype=np.float64)
+    return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+def warp_crop(image: np.ndarray, m: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
+    """Bilinear affine crop, constant-0 border. (H, W, 3) uint8 -> (out_h, out_w, 3) uint8."""
+    return cv2.warpAffine(image, m, (int(output_size[0]), int(output_size[1])),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One draw of the standard top-down augmentation."""
+
+    scale: float = 1.0
+    rotation: float = 0.0
+    flip: bool = False
+
+
+@dataclass(frozen=True)
+class TopDownAugment:
+    """The SimpleBaseline augmentation: scale clip(N(1, f), 1-f, 1+f), rotation clip(N(0, r), -2r, 2r)
+    with probability ``rot_prob``, horizontal flip with probability ``flip_prob``."""
+
+    scale_factor: float = 0.25
+    rot_factor: float = 30.0
+    rot_prob: float = 0.6
+    flip_prob: float = 0.5
+
+    def sample(self, rng: np.random.Generator) -> AugmentParams:
+        sf, rf = self.scale_factor, self.rot_factor
+        scale = float(np.clip(rng.normal(1.0, sf), 1.0 - sf, 1.0 + sf))
+        rot_draw = float(np.clip(rng.normal(0.0, rf), -2.0 * rf, 2.0 * rf))
+        rotation = rot_draw if rng.random() < self.rot_prob else 0.0
+        flip = bool(rng.random() < self.flip_prob)
+        return AugmentParams(scale=scale, rotation=rotation, flip=flip)
+
+
+def flip_keypoint_labels(keypoints: np.ndarray, visible: np.ndarray, flip_indices: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """After a mirror, joint j sits where its partner was: reorder (K, 2) points and (K,) flags."""
+    return keypoints[flip_indices].copy(), visible[flip_indices].copy()

@@ -1,0 +1,92 @@
+"""Builders shared by every training entry point (plain PyTorch here, Ray Train in orchestrator/)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from pose.data.coco import PersonInstance, load_detection_instances, load_gt_instances
+from pose.data.topdown import TopDownDataset
+from pose.experiment import ExperimentConfig
+from pose.metainfo import DatasetMeta
+from pose.methods import Method, Supervised
+from pose.models.build import build_topdown_model
+
+
+def aspect_ratio(cfg: ExperimentConfig) -> float:
+    w, h = cfg.codec.input_size
+    return w / h
+
+
+def load_train_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
+    """Labeled training instances; ``data.num_labeled`` > 0 keeps the first N (JSON order)."""
+    d = cfg.data
+    instances = load_gt_instances(d.path(d.train_ann), d.path(d.train_images), meta, aspect_ratio(cfg),
+                                  d.box_padding)
+    if d.num_labeled:
+        if d.num_labeled > len(instances):
+            raise ValueError(
+                f"data.num_labeled={d.num_labeled} is larger than the {len(instances)} labeled instances "
+                f"in {d.path(d.train_ann)}"
+            )
+        instances = instances[: d.num_labeled]
+    return instances
+
+
+def load_val_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
+    """Validation instances from GT boxes or from a detection results file."""
+    d = cfg.data
+    if d.val_boxes == "gt":
+        return load_gt_instances(d.path(d.val_ann), d.path(d.val_images), meta, aspect_ratio(cfg), d.box_padding)
+    return load_detection_instances(d.path(d.val_boxes), d.path(d.val_ann), d.path(d.val_images), meta,
+                                    aspect_ratio(cfg), d.det_score_threshold, d.box_padding)
+
+
+def build_datasets(cfg: ExperimentConfig, meta: DatasetMeta) -> tuple[TopDownDataset, TopDownDataset]:
+    train = TopDownDataset(load_train_instances(cfg, meta), meta, cfg.codec, cfg.augment, seed=cfg.train.seed)
+    val = TopDownDataset(load_val_instances(cfg, meta), meta, cfg.codec, augment=None, seed=cfg.train.seed)
+    return train, val
+
+
+def build_method(cfg: ExperimentConfig, meta: DatasetMeta) -> Method:
+    return Supervised(build_topdown_model(cfg.model, meta.num_keypoints))
+
+
+def build_optimizer(cfg: ExperimentConfig, method: Method) -> torch.optim.Optimizer:
+    """One Adam over every network's parameters (no weight decay unless configured)."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def build_scheduler(cfg: ExperimentConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """MultiStepLR, stepped once per epoch."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.train.lr_steps), cfg.train.lr_factor)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,143 @@
+"""Single-process top-down training in plain PyTorch (no Ray): ``poselab train``'s local engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from pose.config import to_dict
+from pose.engine.components import (
+    build_datasets,
+    build_method,
+    build_optimizer,
+    build_scheduler,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from pose.engine.loop import TopDownEvaluator, train_epoch
+from pose.experiment import ExperimentConfig
+
+log = logging.getLogger(__name__)
+
+MetricsFn = Callable[[dict[str, float], int], None]
+
+
+def _print_metrics(metrics: dict[str, float], step: int) -> None:
+    text = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+    log.info("step %d %s", step, text)
+
+
+class Trainer:
+    """Trains and evaluates one experiment; keeps ``last.pth`` and ``best.pth`` in the run directory.
+
+    Rerunning with the same run directory resumes from ``last.pth`` (``resume=True``).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, log_metrics: MetricsFn = _print_metrics, resume: bool = True) -> None:
+        self.cfg = cfg
+        self.log_metrics = log_metrics
+        self.resume = resume
+        self.run_dir = cfg.run_dir
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        seed_everything(cfg.train.seed)
+        self.meta = cfg.data.metainfo()
+        self.train_set, self.val_set = build_datasets(cfg, self.meta)
+        self.method = build_method(cfg, self.meta).to(self.device)
+        if cfg.train.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(cfg, self.method)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.evaluator = TopDownEvaluator(self.meta, cfg.codec, cfg.test, cfg.data.path(cfg.data.val_ann))
+        self.epoch = 0
+        self.step = 0
+        self.best_ap = -1.0
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_ap": self.best_ap,
+            "rng": rng_state(),
+            "config": to_dict(self.cfg),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step, self.best_ap = state["epoch"], state["step"], state["best_ap"]
+        set_rng_state(state["rng"])
+
+    def save(self, name: str) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / name
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+        return path
+
+    # ------------------------------------------------------------------ loops
+    def _loader(self, dataset, shuffle: bool, batch_size: int, drop_last: bool) -> DataLoader:
+        workers = self.cfg.data.num_workers
+        generator = torch.Generator().manual_seed(self.cfg.train.seed + self.epoch)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=workers, persistent_workers=False, generator=generator,
+                          pin_memory=self.device.type == "cuda")
+
+    def evaluate(self, write_results: bool = True) -> dict[str, dict[str, float]]:
+        loader = self._loader(self.val_set, shuffle=False, batch_size=self.cfg.test.batch_size, drop_last=False)
+        preds = self.evaluator.predict(self.method, loader, self.device, self.cfg.train.channels_last)
+        got = sum(len(p) for p in preds.values()) // max(len(preds), 1)
+        if got != len(self.val_set):
+            raise RuntimeError(f"evaluated {got} of {len(self.val_set)} validation instances")
+        return self.evaluator.score(preds, self.run_dir if write_results else None)
+
+    def fit(self) -> dict[str, float]:
+        """Train to ``train.epochs``; returns the final metrics (AP etc. of the primary network)."""
+        last = self.run_dir / "last.pth"
+        if self.resume and last.exists():
+            self.load_state_dict(torch.load(last, map_location=self.device, weights_only=False))
+            log.info("resumed from %s at epoch %d", last, self.epoch)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=2))
+        final: dict[str, float] = {}
+        tc = self.cfg.train
+        while self.epoch < tc.epochs:
+            self.train_set.set_epoch(self.epoch)
+            # Keep the last, partial batch: with a 1K label budget a dropped tail is lost data.
+            loader = self._loader(self.train_set, shuffle=True, batch_size=tc.batch_size, drop_last=False)
+            t0 = time.perf_counter()
+            means, self.step = train_epoch(self.method, self.optimizer, loader, tc, self.device,
+                                           on_step=lambda s, m: self.log_metrics(m, s), start_step=self.step)
+            self.scheduler.step()
+            self.epoch += 1
+            metrics = {f"train/{k}": v for k, v in means.items()}
+            metrics["epoch"] = self.epoch
+            metrics["epoch_time_s"] = time.perf_counter() - t0
+            if self.epoch % tc.val_interval == 0 or self.epoch == tc.epochs:
+                stats = self.evaluate()
+                for net, s in stats.items():
+                    metrics.update({f"val/{net}/{k}": v for k, v in s.items()})
+                ap = stats[self.method.primary]["AP"]
+                final = dict(stats[self.method.primary])
+                if ap > self.best_ap:
+                    self.best_ap = ap
+                    self.save("best.pth")
+            self.save("last.pth")
+            self.log_metrics(metrics, self.step)
+        final["best_AP"] = self.best_ap
+        return final

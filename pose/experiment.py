@@ -1,0 +1,99 @@
+"""The typed experiment config: every knob of a top-down run, with unknown keys as errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pose.codecs.heatmap import HeatmapCodec
+from pose.data.transforms import TopDownAugment
+from pose.metainfo import DatasetMeta, get_metainfo
+from pose.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how it is cut.
+
+    Paths are relative to ``root`` unless absolute. ``val_boxes`` is "gt" or a detection results
+    file. ``num_labeled`` > 0 keeps the first N training instances (JSON order): the paper's label
+    budget protocol.
+    """
+
+    root: str = "data/synthpose"
+    dataset: str = "coco"
+    train_ann: str = "annotations/person_keypoints_train.json"
+    train_images: str = "images/train"
+    val_ann: str = "annotations/person_keypoints_val.json"
+    val_images: str = "images/val"
+    val_boxes: str = "gt"
+    det_score_threshold: float = 0.0
+    num_labeled: int = 0
+    box_padding: float = 1.25
+    num_workers: int = 2
+
+    def path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else Path(self.root) / p
+
+    def metainfo(self) -> DatasetMeta:
+        return get_metainfo(self.dataset)
+
+    def __post_init__(self) -> None:
+        if self.num_labeled < 0:
+            raise ValueError(f"data.num_labeled must be >= 0, got {self.num_labeled}")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: Adam (no weight decay by default), MultiStepLR stepped per epoch."""
+
+    epochs: int = 140
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_steps: tuple[int, ...] = (90, 120)
+    lr_factor: float = 0.1
+    weight_decay: float = 0.0
+    val_interval: int = 1
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    log_interval: int = 20
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.val_interval < 1:
+            raise ValueError("train.epochs, train.batch_size and train.val_interval must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """Inference and evaluation settings (SimpleBaseline defaults)."""
+
+    batch_size: int = 64
+    flip_test: bool = True
+    shift_heatmap: bool = True
+    oks_nms_threshold: float = 0.9
+    in_vis_threshold: float = 0.2
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    codec: HeatmapCodec = field(default_factory=HeatmapCodec)
+    augment: TopDownAugment = field(default_factory=TopDownAugment)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name

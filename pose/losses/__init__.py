@@ -1,0 +1,4 @@
+"""Losses."""
+from pose.losses.heatmap import KeypointMSELoss
+
+__all__ = ["KeypointMSELoss"]

@@ -1,0 +1,68 @@
+"""Typed config of a top-down heatmap model (plain values only, so ``pose.config.from_dict`` builds it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+RESNET_DEPTHS: tuple[int, ...] = (18, 34, 50, 101, 152)
+ARCHS: tuple[str, ...] = ("simple_baseline", "hrnet")
+MAX_NUM_DECONV = 5  # 32 / 2**5 = output stride 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which top-down model to build.
+
+    Attributes:
+        arch: ``"simple_baseline"`` (ResNet + deconvolution head, Xiao et al. 2018) or ``"hrnet"``
+            (HRNet, Sun et al. 2019, highest-resolution branch + 1x1 conv).
+        depth: ResNet depth for ``simple_baseline`` (18, 34, 50, 101 or 152). Ignored by ``hrnet``.
+        width: HRNet width ``w`` (branches have w, 2w, 4w, 8w channels). 32 and 48 are the paper
+            widths; small widths (8, 16) are for CPU tests. Ignored by ``simple_baseline``.
+        deconv_channels: channels of each deconvolution layer of the SimpleBaseline head.
+        num_deconv: number of stride-2 deconvolutions of the SimpleBaseline head. The output stride
+            is ``32 / 2**num_deconv``; the default 3 gives stride 4 (64x48 heatmaps for 256x192).
+        pretrained: path to a local ImageNet checkpoint of the backbone (torchvision ResNet
+            ``resnet50-*.pth`` or HRNet ``hrnet_w32-36af842e.pth``); ``None`` = random init.
+            Nothing is ever downloaded.
+    """
+
+    arch: Literal["simple_baseline", "hrnet"] = "simple_baseline"
+    depth: int = 50
+    width: int = 32
+    deconv_channels: int = 256
+    num_deconv: int = 3
+    pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"model.arch: unknown architecture {self.arch!r} (choose one of {list(ARCHS)})")
+        for name in ("depth", "width", "deconv_channels", "num_deconv"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"model.{name}: expected an integer, got {value!r}")
+        if self.depth not in RESNET_DEPTHS:
+            raise ValueError(
+                f"model.depth: unknown ResNet depth {self.depth} (choose one of {list(RESNET_DEPTHS)})"
+            )
+        if self.width < 4:
+            raise ValueError(f"model.width: HRNet width must be >= 4 (paper widths: 32, 48), got {self.width}")
+        if self.deconv_channels < 1:
+            raise ValueError(f"model.deconv_channels: must be >= 1, got {self.deconv_channels}")
+        if not 1 <= self.num_deconv <= MAX_NUM_DECONV:
+            raise ValueError(
+                f"model.num_deconv: must be in 1..{MAX_NUM_DECONV} (3 gives output stride 4), "
+                f"got {self.num_deconv}"
+            )
+        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained.strip()):
+            raise ValueError(
+                f"model.pretrained: expected a checkpoint path or null, got {self.pretrained!r}"
+            )
+
+    @property
+    def output_stride(self) -> int:
+        """Input size / heatmap size of the model this config builds."""
+        if self.arch == "hrnet":
+            return 4
+        return 32 // 2**self.num_deconv

@@ -51,6 +51,11 @@ def build_datasets(cfg: ExperimentConfig, meta: DatasetMeta) -> tuple[TopDownDat
 
 
 def build_method(cfg: ExperimentConfig, meta: DatasetMeta) -> Method:
+    if cfg.model.output_stride != cfg.codec.stride:
+        raise ValueError(
+            f"model output stride {cfg.model.output_stride} does not match the codec's stride {cfg.codec.stride:g} "
+            f"(codec.input_size={list(cfg.codec.input_size)}, codec.heatmap_size={list(cfg.codec.heatmap_size)})"
+        )
     return Supervised(build_topdown_model(cfg.model, meta.num_keypoints))
 
 

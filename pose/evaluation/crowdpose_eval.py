@@ -75,7 +75,9 @@ def check_crowdpose_gt(gt: COCO, gt_name: str) -> None:
     for img in gt.dataset.get("images", []):
         img_id = img.get("id")
         if "crowdIndex" not in img:
-            raise ValueError(f"{gt_name}: image {img_id} has no 'crowdIndex' (required by the CrowdPose protocol)")
+            raise ValueError(
+                f"{gt_name}: image {img_id} has no 'crowdIndex' (required by the CrowdPose protocol)"
+            )
         if not _is_number(img["crowdIndex"]):
             raise ValueError(f"{gt_name}: image {img_id} has a non-numeric crowdIndex {img['crowdIndex']!r}")
 
@@ -267,7 +269,9 @@ def _select_thr(values: np.ndarray, iou_thr: float | None) -> np.ndarray:
     return values[np.where(iou_thr == IOU_THRESHOLDS)[0]]
 
 
-def evaluate_crowdpose(gt: COCO, results: Sequence[dict], sigmas: np.ndarray, gt_name: str) -> dict[str, float]:
+def evaluate_crowdpose(
+    gt: COCO, results: Sequence[dict], sigmas: np.ndarray, gt_name: str
+) -> dict[str, float]:
     """CrowdPose protocol stats, equal to xtcocotools' ``keypoints_crowd`` ``stats``.
 
     Args:

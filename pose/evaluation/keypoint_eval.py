@@ -95,18 +95,18 @@ def load_gt(path: str | Path) -> COCO:
     path = Path(path)
     data = _read_json(path, "ground-truth")
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a COCO JSON object, got {type(data).__name__}")
+        raise ValueError(f"{path}: expected a COCO JSON object, got {type(data).__name__}")  # noqa: TRY004
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise ValueError(f"{path}: missing '{key}' (not a COCO keypoint ground-truth file)")
         if not isinstance(data[key], list):
-            raise ValueError(f"{path}: '{key}' must be a list, got {type(data[key]).__name__}")
+            raise ValueError(f"{path}: '{key}' is not a list but {type(data[key]).__name__}")  # noqa: TRY004
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img:
             raise ValueError(f"{path}: images[{i}] has no 'id'")
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
-            raise ValueError(f"{path}: annotations[{i}] is not an object")
+            raise ValueError(f"{path}: annotations[{i}] is not an object")  # noqa: TRY004
         for key in ("id", "image_id", "category_id"):
             if key not in ann:
                 raise ValueError(f"{path}: annotations[{i}] (image {ann.get('image_id')}) has no '{key}'")
@@ -157,7 +157,7 @@ def _finite_number(value: object) -> bool:
 
 def _validate_result(rec: object, i: int, name: str, gt: COCO, k: int) -> dict:
     if not isinstance(rec, dict):
-        raise ValueError(f"{name}: result #{i} is not an object")
+        raise ValueError(f"{name}: result #{i} is not an object")  # noqa: TRY004
     img_id = _plain_id(rec.get("image_id"))
     where = f"{name}: result #{i} (image_id {img_id!r})"
     for key in ("image_id", "category_id", "keypoints", "score"):
@@ -214,7 +214,7 @@ def load_results(results: str | Path | Sequence[dict], gt: COCO, meta: DatasetMe
     else:
         name, data = _IN_MEMORY_RESULTS, results
     if not isinstance(data, (list, tuple)):
-        raise ValueError(f"{name}: results must be a list of objects, got {type(data).__name__}")
+        raise ValueError(f"{name}: results must be a list, not {type(data).__name__}")  # noqa: TRY004
     out = [_validate_result(rec, i, name, gt, meta.num_keypoints) for i, rec in enumerate(data)]
     # loadRes takes every area from bbox when the first record has one: then all records need one.
     if out and out[0].get("bbox"):

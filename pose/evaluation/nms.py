@@ -39,7 +39,9 @@ def oks_iou(
     areas = np.broadcast_to(np.asarray(areas, dtype=np.float64), kpts.shape[:1])
     sigmas = np.asarray(sigmas, dtype=np.float64)
     if kpt.shape != (len(sigmas), 3) or kpts.shape[1:] != kpt.shape:
-        raise ValueError(f"poses must be (K, 3) / (N, K, 3) with K={len(sigmas)}, got {kpt.shape} and {kpts.shape}")
+        raise ValueError(
+            f"poses must be (K, 3) / (N, K, 3) with K={len(sigmas)}, got {kpt.shape} and {kpts.shape}"
+        )
     variances = (sigmas * 2) ** 2
     dx = kpts[:, :, 0] - kpt[:, 0]
     dy = kpts[:, :, 1] - kpt[:, 1]

@@ -1,4 +1,4 @@
-"""Top-down heatmap models: a backbone, a head, and :func:`build_topdown_model` from a :class:`ModelConfig`."""
+"""Top-down heatmap models (backbone + head), built from a ModelConfig by build_topdown_model."""
 
 from __future__ import annotations
 
@@ -70,7 +70,9 @@ def build_topdown_model(cfg: ModelConfig, num_keypoints: int) -> TopDownModel:
     leaving the backbone randomly initialised.
     """
     if isinstance(num_keypoints, bool) or not isinstance(num_keypoints, int) or num_keypoints < 1:
-        raise ValueError(f"build_topdown_model: num_keypoints must be a positive integer, got {num_keypoints!r}")
+        raise ValueError(
+            f"build_topdown_model: num_keypoints must be a positive integer, got {num_keypoints!r}"
+        )
     backbone: nn.Module
     head: nn.Module
     if cfg.arch == "simple_baseline":

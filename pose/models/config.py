@@ -47,7 +47,9 @@ class ModelConfig:
                 f"model.depth: unknown ResNet depth {self.depth} (choose one of {list(RESNET_DEPTHS)})"
             )
         if self.width < 4:
-            raise ValueError(f"model.width: HRNet width must be >= 4 (paper widths: 32, 48), got {self.width}")
+            raise ValueError(
+                f"model.width: HRNet width must be >= 4 (paper widths: 32, 48), got {self.width}"
+            )
         if self.deconv_channels < 1:
             raise ValueError(f"model.deconv_channels: must be >= 1, got {self.deconv_channels}")
         if not 1 <= self.num_deconv <= MAX_NUM_DECONV:
@@ -55,10 +57,9 @@ class ModelConfig:
                 f"model.num_deconv: must be in 1..{MAX_NUM_DECONV} (3 gives output stride 4), "
                 f"got {self.num_deconv}"
             )
-        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained.strip()):
-            raise ValueError(
-                f"model.pretrained: expected a checkpoint path or null, got {self.pretrained!r}"
-            )
+        bad_path = not isinstance(self.pretrained, str) or not self.pretrained.strip()
+        if self.pretrained is not None and bad_path:
+            raise ValueError(f"model.pretrained: expected a checkpoint path or null, got {self.pretrained!r}")
 
     @property
     def output_stride(self) -> int:

@@ -21,7 +21,9 @@ class HeatmapHead(nn.Module):
     def __init__(self, in_channels: int, num_keypoints: int) -> None:
         super().__init__()
         if in_channels < 1 or num_keypoints < 1:
-            raise ValueError(f"HeatmapHead: in_channels={in_channels}, num_keypoints={num_keypoints} must be >= 1")
+            raise ValueError(
+                f"HeatmapHead: in_channels={in_channels}, num_keypoints={num_keypoints} must be >= 1"
+            )
         self.in_channels = in_channels
         self.num_keypoints = num_keypoints
         self.final_layer = nn.Conv2d(in_channels, num_keypoints, kernel_size=1, stride=1, padding=0)

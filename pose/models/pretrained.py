@@ -25,7 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-CLASSIFIER_PREFIXES: tuple[str, ...] = ("fc.", "incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
+CLASSIFIER_PREFIXES: tuple[str, ...] = (
+    "fc.", "incre_modules.", "downsamp_modules.", "final_layer.", "classifier."
+)
 """Checkpoint key prefixes of ImageNet classifier heads; ignored when the backbone lacks them."""
 
 WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model")
@@ -56,6 +58,23 @@ def _name_some(keys: list[str]) -> str:
     return shown + (f", ... and {len(keys) - _SHOW} more" if len(keys) > _SHOW else "")
 
 
+def _load_error_reason(e: Exception) -> str:
+    text = str(e)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
+        detail = " ".join(detail.split()).split(". ")[0].rstrip(".")
+        if "Unsupported global" in detail:  # a pickle with Python objects weights_only=True refuses
+            return (
+                f"it holds Python objects besides tensors: {detail}. If you trust the file, save just "
+                f"its state dict: torch.save(torch.load(path, weights_only=False)['state_dict'], new_path)"
+            )
+        return f"not a pickle/torch file: {detail}"
+    reason = " ".join(text.split())
+    reason = reason if len(reason) <= 300 else reason[:300] + " ..."
+    return f"{type(e).__name__}: {reason}"
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat ``{key: tensor}`` dict.
 
@@ -66,16 +85,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         FileNotFoundError: ``path`` does not exist or is not a file.
         ValueError: the file is not a torch checkpoint, or holds no state dict of tensors.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         what = "is not a file" if path.exists() else "not found"
-        raise FileNotFoundError(f"backbone checkpoint {what}: {path}")
+        where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise FileNotFoundError(f"backbone checkpoint {what}: {path}{where}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling / zip / weights_only errors all mean "cannot use this file"
-        reason = " ".join(str(e).split())
-        reason = reason if len(reason) <= 400 else reason[:400] + " ..."
-        raise ValueError(f"{path} is not a readable torch checkpoint ({type(e).__name__}: {reason})") from e
+        raise ValueError(f"{path} is not a readable torch checkpoint ({_load_error_reason(e)})") from e
     if isinstance(obj, Mapping):
         for key in WRAPPER_KEYS:
             if key in obj and isinstance(obj[key], Mapping):
@@ -107,7 +125,7 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str | Path) -> LoadRepor
             message names the file, the first missing keys and their count); or shapes differ
             (the message names the file and each mismatching key with both shapes).
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     state = read_state_dict(path)
     own = backbone.state_dict()
     required = [k for k in own if not k.endswith("num_batches_tracked")]
@@ -121,7 +139,9 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str | Path) -> LoadRepor
         )
     mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if mismatched:
-        detail = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched]
+        detail = [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched
+        ]
         raise ValueError(
             f"checkpoint {path} does not fit {type(backbone).__name__}: {len(mismatched)} tensors have "
             f"other shapes: {_name_some(detail)}. Is it a checkpoint of another depth or width?"

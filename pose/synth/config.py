@@ -9,14 +9,16 @@ means "derive it" (see :meth:`SynthConfig.resolved`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 FORMATS: tuple[str, ...] = ("coco", "crowdpose")
+MAX_IMAGES_PER_SPLIT = 9_999_999  # image ids are split base (0 / 1e7 / 2e7) + index + 1
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" mirrors argparse
+def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
@@ -25,7 +27,7 @@ class SynthConfig:
     """Configuration of one SynthPose dataset. The seed and these fields fully determine the output
     (``workers`` only changes the speed)."""
 
-    format: str = _f("coco", "annotation format: 'coco' (17 COCO keypoints) or 'crowdpose' (14 CrowdPose "
+    format: str = _f("coco", "annotation format: 'coco' (the COCO keypoints) or 'crowdpose' (the CrowdPose "
                              "keypoints + per-image crowdIndex); the images are the same for both")
     images: int = _f(1000, "number of labelled train images")
     val_images: int = _f(-1, "number of labelled val images (-1: max(images // 4, 4))")
@@ -36,8 +38,8 @@ class SynthConfig:
     aspect: tuple[float, float] = _f((0.7, 1.45), "range of the image aspect ratio width/height (min max)")
     min_people: int = _f(1, "fewest annotated people per image")
     max_people: int = _f(16, "most annotated people per image (crowded scenes reach it)")
-    group_fraction: float = _f(0.35, "fraction of images with an overlapping group (medium crowdIndex)")
-    crowd_fraction: float = _f(0.25, "fraction of images with a dense crowd (hard crowdIndex)")
+    group_fraction: float = _f(0.3, "fraction of images with an overlapping group (medium crowdIndex)")
+    crowd_fraction: float = _f(0.2, "fraction of images with a dense crowd (hard crowdIndex)")
     person_height: tuple[float, float] = _f(
         (0.12, 0.95), "range of a standing person's height as a fraction of the image height (min max, "
                       "log-uniform per image)")
@@ -49,8 +51,10 @@ class SynthConfig:
                                   "(0: canonical poses only, 1: default, 2: wild)")
     occluders: float = _f(0.6, "mean number of foreground objects (poles, boxes, bushes) per image")
     clutter: float = _f(1.0, "background clutter: scales the number of background shapes and lines")
-    distractors: float = _f(4.0, "mean number of limb-like distractors (skin/clothing sticks, balls) per image")
-    blur: float = _f(1.2, "maximum Gaussian blur sigma in pixels (per image uniform in [0, blur])")
+    distractors: float = _f(4.0, "mean number of limb-like distractors (skin/clothing sticks, balls) per "
+                                 "image")
+    blur: float = _f(1.2, "maximum Gaussian blur sigma in pixels (per image uniform in [0, blur], at least "
+                          "0.45 to anti-alias edges; 0: no blur)")
     noise: float = _f(6.0, "maximum pixel noise standard deviation on the 0-255 scale")
     lighting: float = _f(0.4, "strength of lighting variation (gradients, vignetting, colour cast; 0..1)")
     jpeg_quality: tuple[int, int] = _f((75, 95), "range of the JPEG quality (min max)")
@@ -82,6 +86,9 @@ class SynthConfig:
             _at_least("val_images", self.val_images, 0)
         if self.unlabeled_images != -1:
             _at_least("unlabeled_images", self.unlabeled_images, 0)
+        for name in ("images", "val_images", "unlabeled_images"):
+            if getattr(self, name) > MAX_IMAGES_PER_SPLIT:
+                raise ValueError(f"{name} must be <= {MAX_IMAGES_PER_SPLIT}, got {getattr(self, name)}")
         _at_least("seed", self.seed, 0)
         _at_least("workers", self.workers, 0)
         lo, hi = self.long_side
@@ -166,7 +173,7 @@ def _coerce(name: str, value: Any, tp: type) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a number, got {value!r}")
         value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value!r}")
         return value
     if tp is str:

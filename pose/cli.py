@@ -82,7 +82,8 @@ def _run_train(args: argparse.Namespace) -> int:
 def _add_presets(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("presets", help="list the named experiment configs",
                        description="List the presets that `poselab train PRESET` accepts.")
-    p.add_argument("--json", action="store_true", help="print the full configs as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print every preset's description, paper row and full config as JSON")
     p.set_defaults(func=_run_presets)
 
 
@@ -90,12 +91,14 @@ def _run_presets(args: argparse.Namespace) -> int:
     from pose.presets import PRESETS
 
     if args.json:
-        print(json.dumps({n: {"description": p.description, "config": to_dict(p.config)}
+        print(json.dumps({n: {"description": p.description, "paper_row": p.paper_row, "config": to_dict(p.config)}
                           for n, p in PRESETS.items()}, indent=2))
         return 0
     width = max(len(n) for n in PRESETS)
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p.description}")
+        if p.paper_row:
+            print(f"{'':<{width}}  paper row: {p.paper_row}")
     return 0
 
 

@@ -9,6 +9,8 @@ from typing import Literal
 from pose.codecs.heatmap import HeatmapCodec
 from pose.data.transforms import TopDownAugment
 from pose.metainfo import DatasetMeta, get_metainfo
+from pose.methods.collapse import CollapseRule
+from pose.methods.hard_view import HardViewConfig
 from pose.models.config import ModelConfig
 
 
@@ -17,8 +19,9 @@ class DataConfig:
     """Where the data is and how it is cut.
 
     Paths are relative to ``root`` unless absolute. ``val_boxes`` is "gt" or a detection results
-    file. ``num_labeled`` > 0 keeps the first N training instances (JSON order): the paper's label
-    budget protocol.
+    file. ``num_labeled`` > 0 is the label budget: with ``budget_mode`` "first", the first N training
+    instances (JSON order; the paper's protocol); with "nested", N instances of a permutation fixed by
+    ``budget_seed``, so budgets N1 < N2 < N3 of one seed are nested subsets.
     """
 
     root: str = "data/synthpose"
@@ -30,6 +33,8 @@ class DataConfig:
     val_boxes: str = "gt"
     det_score_threshold: float = 0.0
     num_labeled: int = 0
+    budget_mode: Literal["first", "nested"] = "first"
+    budget_seed: int = 0
     box_padding: float = 1.25
     num_workers: int = 2
 
@@ -45,6 +50,57 @@ class DataConfig:
             raise ValueError(f"data.num_labeled must be >= 0, got {self.num_labeled}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class SemiConfig:
+    """The unlabeled set of semi-supervised methods (ignored by ``method.kind`` "supervised").
+
+    ``unlabeled`` "train_gt": every training instance with its ground-truth box (all of
+    ``data.train_ann``, not only the label budget; labels never used). "detections": the images of
+    ``unlabeled_image_info`` with the person boxes of ``unlabeled_detections`` scoring at least
+    ``det_score_threshold`` (the "wild" full-label setting). Paths are relative to ``data.root``.
+    ``num_unlabeled`` > 0 keeps the first N unlabeled instances (for small-scale runs).
+    """
+
+    unlabeled: Literal["train_gt", "detections"] = "train_gt"
+    unlabeled_image_info: str = "annotations/image_info_unlabeled.json"
+    unlabeled_detections: str = "person_detection_results/unlabeled_detections.json"
+    unlabeled_images: str = "images/unlabeled"
+    det_score_threshold: float = 0.0
+    num_unlabeled: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_unlabeled < 0:
+            raise ValueError(f"semi.num_unlabeled must be >= 0, got {self.num_unlabeled}")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The training method and its consistency loss.
+
+    ``kind``: "supervised" (labeled crops only), "posecons" (one network, self-taught easy -> hard) or
+    "posedual" (two networks teaching each other). ``unsup_weight`` multiplies the consistency loss,
+    ramped up as exp(-5 (1 - t)^2) over ``rampup_steps`` (0: full weight from step 0). Unlabeled joints
+    whose teacher maximum is below ``confidence_threshold`` get weight 0 (0: no threshold). The paper:
+    weight 1, no ramp-up, no threshold. ``hard`` builds the hard view; ``collapse`` sets the
+    collapse monitor's diagnostics and rule.
+    """
+
+    kind: Literal["supervised", "posecons", "posedual"] = "supervised"
+    unsup_weight: float = 1.0
+    rampup_steps: int = 0
+    confidence_threshold: float = 0.0
+    hard: HardViewConfig = field(default_factory=HardViewConfig)
+    collapse: CollapseRule = field(default_factory=CollapseRule)
+
+    def __post_init__(self) -> None:
+        if self.unsup_weight < 0 or self.rampup_steps < 0:
+            raise ValueError("method.unsup_weight and method.rampup_steps must be >= 0")
+
+    @property
+    def semi_supervised(self) -> bool:
+        return self.kind != "supervised"
 
 
 @dataclass(frozen=True)
@@ -93,6 +149,8 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    semi: SemiConfig = field(default_factory=SemiConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -8,11 +8,16 @@ import numpy as np
 import torch
 
 from pose.data.coco import PersonInstance, load_detection_instances, load_gt_instances
+from pose.data.semi import MixedDataset, select_budget
 from pose.data.topdown import TopDownDataset
 from pose.experiment import ExperimentConfig
 from pose.metainfo import DatasetMeta
-from pose.methods import Method, Supervised
+from pose.methods import HardView, Method, PoseCons, PoseDual, Supervised
 from pose.models.build import build_topdown_model
+
+UNLABELED_SEED_OFFSET = 1_000_003
+"""The unlabeled dataset draws its easy augmentation from ``train.seed + UNLABELED_SEED_OFFSET``, so an
+instance that is both labeled and unlabeled is not augmented identically in both streams."""
 
 
 def aspect_ratio(cfg: ExperimentConfig) -> float:
@@ -21,17 +26,35 @@ def aspect_ratio(cfg: ExperimentConfig) -> float:
 
 
 def load_train_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
-    """Labeled training instances; ``data.num_labeled`` > 0 keeps the first N (JSON order)."""
+    """Labeled training instances; ``data.num_labeled`` > 0 is the label budget (``data.budget_mode``:
+    the first N in JSON order, or a seeded nested subset)."""
     d = cfg.data
     instances = load_gt_instances(d.path(d.train_ann), d.path(d.train_images), meta, aspect_ratio(cfg),
                                   d.box_padding)
-    if d.num_labeled:
-        if d.num_labeled > len(instances):
-            raise ValueError(
-                f"data.num_labeled={d.num_labeled} is larger than the {len(instances)} labeled instances "
-                f"in {d.path(d.train_ann)}"
-            )
-        instances = instances[: d.num_labeled]
+    if d.num_labeled > len(instances):
+        raise ValueError(
+            f"data.num_labeled={d.num_labeled} is larger than the {len(instances)} labeled instances "
+            f"in {d.path(d.train_ann)}"
+        )
+    return select_budget(instances, d.num_labeled, d.budget_mode, d.budget_seed)
+
+
+def load_unlabeled_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
+    """Unlabeled instances (``semi.unlabeled``): every training GT box, or detector boxes on another set."""
+    d, s = cfg.data, cfg.semi
+    if s.unlabeled == "train_gt":
+        instances = load_gt_instances(d.path(d.train_ann), d.path(d.train_images), meta, aspect_ratio(cfg),
+                                      d.box_padding)
+    elif s.unlabeled == "detections":
+        instances = load_detection_instances(d.path(s.unlabeled_detections), d.path(s.unlabeled_image_info),
+                                             d.path(s.unlabeled_images), meta, aspect_ratio(cfg),
+                                             s.det_score_threshold, d.box_padding)
+    else:  # SemiConfig's Literal is checked by the config loader; this guards direct construction
+        raise ValueError(f"semi.unlabeled: unknown source {s.unlabeled!r}")
+    if s.num_unlabeled:
+        instances = instances[: s.num_unlabeled]
+    if not instances:
+        raise ValueError(f"semi.unlabeled={s.unlabeled!r} gave no unlabeled instances")
     return instances
 
 
@@ -50,13 +73,47 @@ def build_datasets(cfg: ExperimentConfig, meta: DatasetMeta) -> tuple[TopDownDat
     return train, val
 
 
+def build_train_stream(cfg: ExperimentConfig, meta: DatasetMeta, labeled: TopDownDataset
+                       ) -> TopDownDataset | MixedDataset:
+    """What the training loop iterates: the labeled dataset (supervised) or the mixed labeled +
+    unlabeled stream (semi-supervised methods; one epoch = one pass over the unlabeled set)."""
+    if not cfg.method.semi_supervised:
+        return labeled
+    unlabeled = TopDownDataset(load_unlabeled_instances(cfg, meta), meta, cfg.codec, cfg.augment,
+                               seed=cfg.train.seed + UNLABELED_SEED_OFFSET)
+    return MixedDataset(labeled, unlabeled, seed=cfg.train.seed)
+
+
+def _build_network(cfg: ExperimentConfig, meta: DatasetMeta, seed: int | None = None) -> torch.nn.Module:
+    """One top-down network; with ``seed``, its random initialisation is drawn from that seed (and the
+    global RNG is left untouched)."""
+    if seed is None:
+        return build_topdown_model(cfg.model, meta.num_keypoints)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_topdown_model(cfg.model, meta.num_keypoints)
+
+
 def build_method(cfg: ExperimentConfig, meta: DatasetMeta) -> Method:
     if cfg.model.output_stride != cfg.codec.stride:
         raise ValueError(
             f"model output stride {cfg.model.output_stride} does not match the codec's stride {cfg.codec.stride:g} "
             f"(codec.input_size={list(cfg.codec.input_size)}, codec.heatmap_size={list(cfg.codec.heatmap_size)})"
         )
-    return Supervised(build_topdown_model(cfg.model, meta.num_keypoints))
+    m = cfg.method
+    if m.kind == "supervised":
+        return Supervised(_build_network(cfg, meta))
+    hard = HardView(m.hard, cfg.codec.input_size, cfg.codec.stride)
+    options = dict(unsup_weight=m.unsup_weight, rampup_steps=m.rampup_steps,
+                   confidence_threshold=m.confidence_threshold, collapse=m.collapse)
+    if m.kind == "posecons":
+        return PoseCons(_build_network(cfg, meta), hard, **options)
+    if m.kind == "posedual":
+        # Different seeds -> different random heads (and backbones, unless both load model.pretrained).
+        net1 = _build_network(cfg, meta, seed=cfg.train.seed)
+        net2 = _build_network(cfg, meta, seed=cfg.train.seed + 1)
+        return PoseDual(net1, net2, hard, **options)
+    raise ValueError(f"method.kind: unknown method {m.kind!r}")
 
 
 def build_optimizer(cfg: ExperimentConfig, method: Method) -> torch.optim.Optimizer:

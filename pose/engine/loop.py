@@ -76,16 +76,34 @@ def run_train_step(
     return out
 
 
+def split_batch(batch: Batch | tuple[Batch, Batch] | list[Batch]) -> tuple[Batch, Batch | None]:
+    """A loader item -> (labeled batch, unlabeled batch or None).
+
+    Supervised loaders yield one dict; the mixed semi-supervised stream yields (labeled, unlabeled).
+    """
+    if isinstance(batch, dict):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise TypeError(f"expected a batch dict or a (labeled, unlabeled) pair, got {type(batch).__name__}")
+
+
 def train_epoch(
     method: Method,
     optimizer: torch.optim.Optimizer,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch | tuple[Batch, Batch]],
     cfg: TrainConfig,
     device: torch.device,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     start_step: int = 0,
+    each_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[dict[str, float], int]:
-    """Train over ``batches``; returns (mean of each logged value, global step after the epoch)."""
+    """Train over ``batches`` (labeled dicts, or (labeled, unlabeled) pairs from the mixed stream);
+    returns (mean of each logged value, global step after the epoch).
+
+    ``on_step`` gets the logs every ``cfg.log_interval`` steps, ``each_step`` every step (e.g. the
+    collapse monitor).
+    """
     scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" else None
     sums: dict[str, float] = {}
     n = 0
@@ -93,12 +111,17 @@ def train_epoch(
     t0 = time.perf_counter()
     images = 0
     for batch in batches:
-        out = run_train_step(method, optimizer, batch, None, cfg, device, scaler)
+        labeled, unlabeled = split_batch(batch)
+        out = run_train_step(method, optimizer, labeled, unlabeled, cfg, device, scaler)
         step += 1
         n += 1
-        images += int(batch["image"].shape[0])
+        images += int(labeled["image"].shape[0])
+        if unlabeled is not None:
+            images += int(unlabeled["image"].shape[0])
         for k, v in out.logs.items():
             sums[k] = sums.get(k, 0.0) + v
+        if each_step is not None:
+            each_step(step, out.logs)
         if on_step is not None and step % cfg.log_interval == 0:
             elapsed = time.perf_counter() - t0
             on_step(step, {**out.logs, "images_per_s": images / max(elapsed, 1e-9),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from pose.engine.components import (
     build_method,
     build_optimizer,
     build_scheduler,
+    build_train_stream,
     resolve_device,
     rng_state,
     seed_everything,
@@ -24,6 +26,7 @@ from pose.engine.components import (
 )
 from pose.engine.loop import TopDownEvaluator, train_epoch
 from pose.experiment import ExperimentConfig
+from pose.methods import CollapseMonitor
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,11 @@ class Trainer:
     """Trains and evaluates one experiment; keeps ``last.pth`` and ``best.pth`` in the run directory.
 
     Rerunning with the same run directory resumes from ``last.pth`` (``resume=True``).
+
+    Supervised methods iterate the labeled set; semi-supervised ones (``method.kind`` posecons /
+    posedual) iterate the mixed stream (B labeled + B unlabeled per step, one epoch = one pass over the
+    unlabeled set), and a :class:`CollapseMonitor` watches their per-step diagnostics
+    (``train/collapse_collapsed``, ``_peak``, ``_current`` in the epoch metrics).
     """
 
     def __init__(self, cfg: ExperimentConfig, log_metrics: MetricsFn = _print_metrics, resume: bool = True) -> None:
@@ -52,6 +60,8 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.meta = cfg.data.metainfo()
         self.train_set, self.val_set = build_datasets(cfg, self.meta)
+        self.train_stream = build_train_stream(cfg, self.meta, self.train_set)
+        self.collapse = CollapseMonitor(cfg.method.collapse) if cfg.method.semi_supervised else None
         self.method = build_method(cfg, self.meta).to(self.device)
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
@@ -72,6 +82,7 @@ class Trainer:
             "step": self.step,
             "best_ap": self.best_ap,
             "rng": rng_state(),
+            "collapse": self.collapse.state_dict() if self.collapse is not None else None,
             "config": to_dict(self.cfg),
         }
 
@@ -81,6 +92,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step, self.best_ap = state["epoch"], state["step"], state["best_ap"]
         set_rng_state(state["rng"])
+        if self.collapse is not None and state.get("collapse"):
+            self.collapse.load_state_dict(state["collapse"])
 
     def save(self, name: str) -> Path:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +110,12 @@ class Trainer:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                           num_workers=workers, persistent_workers=False, generator=generator,
                           pin_memory=self.device.type == "cuda")
+
+    def train_loader(self) -> DataLoader:
+        """This epoch's training loader (labeled batches, or (labeled, unlabeled) pairs)."""
+        self.train_stream.set_epoch(self.epoch)
+        # Keep the last, partial batch: with a 1K label budget a dropped tail is lost data.
+        return self._loader(self.train_stream, shuffle=True, batch_size=self.cfg.train.batch_size, drop_last=False)
 
     def evaluate(self, write_results: bool = True) -> dict[str, dict[str, float]]:
         loader = self._loader(self.val_set, shuffle=False, batch_size=self.cfg.test.batch_size, drop_last=False)
@@ -117,17 +136,24 @@ class Trainer:
         final: dict[str, float] = {}
         tc = self.cfg.train
         while self.epoch < tc.epochs:
-            self.train_set.set_epoch(self.epoch)
-            # Keep the last, partial batch: with a 1K label budget a dropped tail is lost data.
-            loader = self._loader(self.train_set, shuffle=True, batch_size=tc.batch_size, drop_last=False)
+            loader = self.train_loader()
             t0 = time.perf_counter()
+            each_step = (lambda s, logs: self.collapse.update(logs)) if self.collapse is not None else None
             means, self.step = train_epoch(self.method, self.optimizer, loader, tc, self.device,
-                                           on_step=lambda s, m: self.log_metrics(m, s), start_step=self.step)
+                                           on_step=lambda s, m: self.log_metrics(m, s), start_step=self.step,
+                                           each_step=each_step)
             self.scheduler.step()
             self.epoch += 1
             metrics = {f"train/{k}": v for k, v in means.items()}
             metrics["epoch"] = self.epoch
             metrics["epoch_time_s"] = time.perf_counter() - t0
+            if self.collapse is not None:
+                status = self.collapse.status()
+                metrics.update({f"train/collapse_{k}": v for k, v in status.items() if math.isfinite(v)})
+                if status["collapsed"]:
+                    log.warning("epoch %d: the run looks collapsed (%s moving mean %.4g < %g x peak %.4g)",
+                                self.epoch, self.collapse.rule.metric, status["current"],
+                                self.collapse.rule.drop, status["peak"])
             if self.epoch % tc.val_interval == 0 or self.epoch == tc.epochs:
                 stats = self.evaluate()
                 for net, s in stats.items():

@@ -44,3 +44,13 @@ class Method(nn.Module, ABC):
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: net(images) for name, net in self.networks.items()}
+
+
+def as_floats(values: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """0-d tensors (and floats) -> floats, with one device synchronisation for all of them."""
+    keys = [k for k, v in values.items() if isinstance(v, torch.Tensor)]
+    out = {k: float(v) for k, v in values.items() if not isinstance(v, torch.Tensor)}
+    if keys:
+        stacked = torch.stack([values[k].detach().float().reshape(()) for k in keys]).tolist()
+        out.update(zip(keys, stacked))
+    return out

@@ -165,5 +165,7 @@ class Trainer:
                     self.save("best.pth")
             self.save("last.pth")
             self.log_metrics(metrics, self.step)
+        if not final:  # resumed a finished run: report its evaluation instead of nothing
+            final = dict(self.evaluate()[self.method.primary])
         final["best_AP"] = self.best_ap
         return final

@@ -81,3 +81,7 @@ def test_training_steps_checkpoints_and_resume(coco_mini, tmp_path):
     more.fit()
     assert more.epoch == 2 and more.step == 4  # resumed at epoch 1, trained one more epoch
     assert more.scheduler.last_epoch == 2 and more.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+    done = Trainer(_coco_mini_config(coco_mini, tmp_path, epochs=2), log_metrics=lambda m, s: None)
+    again = done.fit()  # nothing left to train: the finished run is evaluated, not reported empty
+    assert done.step == 4 and set(again) >= {"AP", "AR", "best_AP"}

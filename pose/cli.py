@@ -108,8 +108,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                        description="Generate a small SynthPose dataset (unless it exists), train the CPU "
                                    "preset on it, evaluate on its validation split and print AP.")
     p.add_argument("--data", default="data/synthpose-demo", help="dataset directory (default: %(default)s)")
-    p.add_argument("--images", type=int, default=600, help="SynthPose train images (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=6, help="training epochs (default: %(default)s)")
+    p.add_argument("--images", type=int, default=300, help="SynthPose train images (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="dataset and training seed (default: %(default)s)")
     p.add_argument("--output-dir", default="runs", help="run directory root (default: %(default)s)")
     p.set_defaults(func=_run_demo)
@@ -140,6 +140,79 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- shards
+def _add_shards(sub: argparse._SubParsersAction) -> None:
+    from pose.data.shards import ShardOptions
+
+    d = ShardOptions()
+    p = sub.add_parser(
+        "shards", help="convert a COCO-format split to Parquet shards (top-down crops or bottom-up images)",
+        description="Convert one split of a COCO-format dataset (real or SynthPose) to Parquet shards for Ray "
+                    "Data: OUT/part-NNNNN-of-MMMMM.parquet + OUT/_manifest.json. Top-down: one row per person "
+                    "with the encoded image region its augmented crops can reach; bottom-up: one row per image "
+                    "with its bytes, everyone's keypoints and boxes and the ignore mask. Re-running on the same "
+                    "input does nothing (use --force to rewrite). See docs/data.md.")
+    p.add_argument("--root", required=True, metavar="DATASET", help="dataset root (annotations/, images/, ...)")
+    p.add_argument("--split", required=True, metavar="NAME",
+                   help="split name: annotations/person_keypoints_NAME.json (or image_info_NAME.json), images/NAME")
+    p.add_argument("--out", required=True, metavar="DIR", help="output shard directory (created)")
+    p.add_argument("--boxes", choices=("gt", "detections"), default="gt",
+                   help="top-down person boxes: annotated people, or a detection results file (default: gt)")
+    p.add_argument("--mode", choices=("topdown", "bottomup"), default="topdown",
+                   help="one row per person (topdown) or per image (bottomup) (default: topdown)")
+    p.add_argument("--dataset", default="coco",
+                   help="keypoint layout: coco, crowdpose or a metainfo .json (default: coco)")
+    p.add_argument("--ann", metavar="FILE", help="annotation/image-list file (default: from --split)")
+    p.add_argument("--images", metavar="DIR", help="image directory (default: images/NAME)")
+    p.add_argument("--detections", metavar="FILE",
+                   help="detection results for --boxes detections (default: the one "
+                        "person_detection_results/*NAME*.json)")
+    p.add_argument("--det-score-threshold", type=float, default=d.det_score_threshold, metavar="S",
+                   help="drop detections scoring below S (default: %(default)s)")
+    p.add_argument("--aspect-ratio", type=float, default=d.aspect_ratio, metavar="W/H",
+                   help="model input width / height; sets the crop windows (default: %(default)s = 192/256)")
+    p.add_argument("--padding", type=float, default=d.padding, help="box padding (default: %(default)s)")
+    p.add_argument("--scale-factor", type=float, default=d.scale_factor,
+                   help="largest augmentation scale factor the regions cover (default: %(default)s)")
+    p.add_argument("--rot-factor", type=float, default=d.rot_factor,
+                   help="largest augmentation rotation factor the regions cover; rotations reach twice it "
+                        "(default: %(default)s)")
+    p.add_argument("--max-side", type=int, default=d.max_side, metavar="PX",
+                   help="downscale regions whose long side exceeds PX (default: %(default)s)")
+    p.add_argument("--lossless", action="store_true", help="store regions as PNG (bit-exact crops) instead of JPEG")
+    p.add_argument("--quality", type=int, default=d.quality, help="JPEG quality of the regions (default: %(default)s)")
+    p.add_argument("--rows-per-shard", type=int, default=d.rows_per_shard, metavar="N",
+                   help="rows per Parquet file (default: %(default)s)")
+    p.add_argument("--row-group-size", type=int, default=d.row_group_size, metavar="N",
+                   help="rows per Parquet row group (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=0, help="parallel writer processes (0: all cores; default: 0)")
+    p.add_argument("--force", action="store_true", help="rewrite even if the shards are up to date")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_run_shards)
+
+
+def _run_shards(args: argparse.Namespace) -> int:
+    import shlex
+
+    from pose.data.shards import ShardOptions, write_shards
+
+    opts = ShardOptions(mode=args.mode, boxes=args.boxes, dataset=args.dataset, aspect_ratio=args.aspect_ratio,
+                        padding=args.padding, scale_factor=args.scale_factor, rot_factor=args.rot_factor,
+                        max_side=args.max_side, lossless=args.lossless, quality=args.quality,
+                        det_score_threshold=args.det_score_threshold, rows_per_shard=args.rows_per_shard,
+                        row_group_size=args.row_group_size)
+    if args.workers < 0:
+        raise ValueError("--workers must be >= 0")
+    command = "poselab " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    manifest = write_shards(args.root, args.split, args.out, opts, ann=args.ann, images=args.images,
+                            detections=args.detections, command=command, workers=args.workers,
+                            progress=not args.no_progress, force=args.force)
+    state = "up to date" if manifest["up_to_date"] else "written"
+    print(f"{manifest['rows']} {manifest['mode']} rows of split '{manifest['split']}' in "
+          f"{manifest['num_shards']} shards: {args.out} ({state})")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poselab", description="2D human pose estimation experiments.")
@@ -149,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_presets(sub)
+    _add_shards(sub)
     from pose.synth.cli import add_synth_subcommand
 
     add_synth_subcommand(sub)
@@ -158,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
     try:

@@ -65,25 +65,31 @@ class HeatmapCodec:
             heatmaps (K, h, w) float32 with peak 1 (a 6*sigma+1 window, zero outside it), and
             weights (K,) float32: 0 for unlabeled joints and for joints whose window misses the map.
         """
+        heatmaps, weights = self.encode_batch(keypoints[None], visible[None])
+        return heatmaps[0], weights[0]
+
+    def encode_batch(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode` for a batch: (B, K, 2) and (B, K) -> (B, K, h, w) and (B, K), elementwise the
+        same arithmetic (so the same numbers as encoding one instance at a time)."""
         w, h = self.heatmap_size
-        k = keypoints.shape[0]
+        b, k = keypoints.shape[:2]
         mu = keypoints.astype(np.float64) / self.stride
         if not self.unbiased:
             mu = np.floor(mu + 0.5)
         radius = 3.0 * self.sigma
         lo, hi = np.floor(mu - radius), np.floor(mu + radius) + 1  # the window [lo, hi)
-        weights = visible.astype(np.float32).copy()
-        outside = (lo[:, 0] >= w) | (lo[:, 1] >= h) | (hi[:, 0] <= 0) | (hi[:, 1] <= 0)
+        weights = visible.astype(np.float32)  # a copy
+        outside = (lo[..., 0] >= w) | (lo[..., 1] >= h) | (hi[..., 0] <= 0) | (hi[..., 1] <= 0)
         weights[outside] = 0.0
-        xs = np.arange(w, dtype=np.float64)[None, :]
-        ys = np.arange(h, dtype=np.float64)[None, :]
-        gx = np.exp(-((xs - mu[:, :1]) ** 2) / (2 * self.sigma**2))
-        gy = np.exp(-((ys - mu[:, 1:]) ** 2) / (2 * self.sigma**2))
-        gx *= (xs >= lo[:, :1]) & (xs < hi[:, :1])
-        gy *= (ys >= lo[:, 1:]) & (ys < hi[:, 1:])
-        heatmaps = (gy[:, :, None] * gx[:, None, :]).astype(np.float32)
-        heatmaps *= (weights > 0).astype(np.float32)[:, None, None]
-        assert heatmaps.shape == (k, h, w)
+        xs = np.arange(w, dtype=np.float64)
+        ys = np.arange(h, dtype=np.float64)
+        gx = np.exp(-((xs - mu[..., :1]) ** 2) / (2 * self.sigma**2))
+        gy = np.exp(-((ys - mu[..., 1:]) ** 2) / (2 * self.sigma**2))
+        gx *= (xs >= lo[..., :1]) & (xs < hi[..., :1])
+        gy *= (ys >= lo[..., 1:]) & (ys < hi[..., 1:])
+        heatmaps = (gy[..., :, None] * gx[..., None, :]).astype(np.float32)
+        heatmaps *= (weights > 0).astype(np.float32)[..., None, None]
+        assert heatmaps.shape == (b, k, h, w)
         return heatmaps, weights
 
     # ------------------------------------------------------------------ decode

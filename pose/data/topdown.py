@@ -20,6 +20,7 @@ from pose.data.image_io import read_rgb
 from pose.data.transforms import (
     AugmentParams,
     TopDownAugment,
+    compose_affine,
     crop_matrix,
     flip_keypoint_labels,
     transform_points,
@@ -38,16 +39,29 @@ class TopDownSampler:
     meta: DatasetMeta
     codec: HeatmapCodec
 
-    def sample(self, image: np.ndarray, inst: PersonInstance, params: AugmentParams) -> dict[str, np.ndarray]:
-        """Returns image (3, H, W) uint8, heatmaps (K, h, w), weights (K,), keypoints (K, 2) in
-        crop pixels, visible (K,), matrix (2, 3) image->crop."""
-        size = self.codec.input_size
-        m = crop_matrix(inst.center, inst.scale * params.scale, params.rotation, size, params.flip)
-        crop = warp_crop(image, m, size)
+    def geometry(self, inst: PersonInstance, params: AugmentParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The image->crop matrix (2, 3), the keypoints in crop pixels (K, 2) and their visibility (K,),
+        with the keypoint labels swapped when ``params.flip``."""
+        m = crop_matrix(inst.center, inst.scale * params.scale, params.rotation, self.codec.input_size, params.flip)
         kps = transform_points(inst.keypoints, m)
         vis = inst.visible
         if params.flip:
             kps, vis = flip_keypoint_labels(kps, vis, self.meta.flip_indices)
+        return m, kps, vis
+
+    def sample(self, image: np.ndarray, inst: PersonInstance, params: AugmentParams,
+               region_to_image: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Returns image (3, H, W) uint8, heatmaps (K, h, w), weights (K,), keypoints (K, 2) in
+        crop pixels, visible (K,), matrix (2, 3) image->crop.
+
+        ``image`` is the full image, or, with ``region_to_image`` (2x3, region pixel -> image pixel),
+        a stored region of it (``pose.data.shards``): the crop is then warped from the region with
+        the composed matrix ``image->crop o region->image``; keypoints and ``matrix`` stay in image
+        coordinates either way.
+        """
+        m, kps, vis = self.geometry(inst, params)
+        crop = warp_crop(image, m if region_to_image is None else compose_affine(m, region_to_image),
+                         self.codec.input_size)
         heatmaps, weights = self.codec.encode(kps, vis)
         return {
             "image": np.ascontiguousarray(crop.transpose(2, 0, 1)),

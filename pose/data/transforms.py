@@ -68,6 +68,13 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(m, dtype=np.float64))
 
 
+def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2x3 matrix of ``outer o inner`` (apply ``inner`` first)."""
+    outer = np.asarray(outer, dtype=np.float64)
+    inner = np.asarray(inner, dtype=np.float64)
+    return np.concatenate([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
+
+
 def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Apply a 2x3 matrix to (..., 2) points."""
     pts = np.asarray(points, dtype=np.float64)
@@ -101,8 +108,9 @@ class TopDownAugment:
 
     def sample(self, rng: np.random.Generator) -> AugmentParams:
         sf, rf = self.scale_factor, self.rot_factor
-        scale = float(np.clip(rng.normal(1.0, sf), 1.0 - sf, 1.0 + sf))
-        rot_draw = float(np.clip(rng.normal(0.0, rf), -2.0 * rf, 2.0 * rf))
+        # min/max: the values of np.clip, without its per-call overhead on scalars
+        scale = min(max(float(rng.normal(1.0, sf)), 1.0 - sf), 1.0 + sf)
+        rot_draw = min(max(float(rng.normal(0.0, rf)), -2.0 * rf), 2.0 * rf)
         rotation = rot_draw if rng.random() < self.rot_prob else 0.0
         flip = bool(rng.random() < self.flip_prob)
         return AugmentParams(scale=scale, rotation=rotation, flip=flip)

@@ -15,12 +15,14 @@ class ProgressBar:
     """
 
     def __init__(self, total: int, label: str, enabled: bool = True, stream: TextIO | None = None,
-                 width: int = 24) -> None:
+                 width: int = 24, prefix: str = "synth", unit: str = "img") -> None:
         self.total = max(0, total)
         self.label = label
         self.enabled = enabled and total > 0
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
+        self.prefix = prefix
+        self.unit = unit
         self.done = 0
         self.start = time.perf_counter()
         self._last_draw = 0.0
@@ -52,8 +54,8 @@ class ProgressBar:
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         bar = "#" * fill + "-" * (self.width - fill)
-        return (f"[synth] {self.label:<9} [{bar}] {self.done:>6}/{self.total} "
-                f"{100 * frac:3.0f}% {rate:6.1f} img/s eta {eta:4.0f}s")
+        return (f"[{self.prefix}] {self.label:<9} [{bar}] {self.done:>6}/{self.total} "
+                f"{100 * frac:3.0f}% {rate:6.1f} {self.unit}/s eta {eta:4.0f}s")
 
     def close(self) -> None:
         if self.enabled and self._tty:

@@ -1,0 +1,324 @@
+"""Ingest benchmark: decoded + augmented + encoded top-down crops per second per CPU core.
+
+Three ways to produce the same training samples from one SynthPose subset, in one run:
+
+* **file loader**: :class:`pose.data.topdown.TopDownDataset` in a ``DataLoader`` (in process): reads
+  and decodes the full image file for every instance, as the original code does;
+* **shards via Ray Data**: ``orchestrator.data.build_topdown_dataset`` (read_parquet -> filter ->
+  map_batches decode/augment/encode) iterated with ``iter_topdown_batches``;
+* **decode-only bound**: ``cv2.imdecode`` of the stored region bytes alone (in process).
+
+Per-core rates divide samples by the CPU seconds the work used (user + system, all threads), so a
+busy machine slows the wall clock but not the figures. For Ray that is the driver (the consumer,
+as a Train worker would be) plus every ``ray::`` worker process (read and map tasks, Ray Data's
+actors); the Ray daemons (raylet, GCS, agents) are reported separately. The Ray pass is measured on
+its second epoch (the first one starts and warms the workers).
+
+    uv run python bench/bench_ingest.py --data data/synthpose --instances 2000
+
+The last line printed is a JSON object: ``ray_vs_file_loader`` and ``ray_vs_decode_only`` first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+# Before Ray is imported: workers run this interpreter (not `uv run` per worker, which also ships the
+# working directory), at the priority of the in-process loaders (Ray's default worker niceness is 15).
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("RAY_worker_niceness", "0")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from pose.codecs.heatmap import HeatmapCodec  # noqa: E402
+from pose.data.coco import load_gt_instances  # noqa: E402
+from pose.data.shards import ShardOptions, TopDownShardDecoder, open_shards, read_table, write_shards  # noqa: E402
+from pose.data.topdown import TopDownDataset  # noqa: E402
+from pose.data.transforms import TopDownAugment  # noqa: E402
+from pose.metainfo import get_metainfo  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------------------------- CPU accounting
+def _proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of a process, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+
+
+def _descendants(root: int) -> dict[int, float]:
+    stats = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (st := _proc_stat(int(name))) is not None:
+            stats[int(name)] = st
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = {}, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        out[pid] = stats[pid][1]
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _is_daemon(cmdline: str) -> bool:
+    """Ray's infrastructure processes (raylet, GCS, dashboard/runtime-env agents, log monitor).
+    Python workers (``ray::...`` titles, or ``default_worker.py`` before the title is set) and
+    processes that exited before they were seen are counted as pipeline work."""
+    if cmdline.startswith("ray::"):
+        return cmdline.startswith("ray::DashboardAgent")
+    words = cmdline.split()
+    if not words:
+        return False
+    if words[0].endswith(("raylet", "gcs_server")):
+        return True
+    return not (len(words) > 1 and words[1].endswith("default_worker.py"))
+
+
+class ChildCPU:
+    """CPU seconds used by this process's descendants between start() and stop(), split into Ray
+    workers (``ray::...`` process titles) and everything else; polled so short-lived ones count."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.kind: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _poll(self, initial: bool = False) -> None:
+        for pid, cpu in _descendants(os.getpid()).items():
+            if pid not in self.first:
+                self.first[pid] = cpu if initial else 0.0
+                self.kind[pid] = "daemon" if _is_daemon(_cmdline(pid)) else "worker"
+            self.last[pid] = cpu
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._poll()
+
+    def start(self) -> ChildCPU:
+        self._poll(initial=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self._poll()
+        for pid in self.last:  # titles change after start-up: classify the live ones again
+            if (cmd := _cmdline(pid)):
+                self.kind[pid] = "daemon" if _is_daemon(cmd) else "worker"
+        self._stop.set()
+        self._thread.join()
+        used = {"worker": 0.0, "daemon": 0.0}
+        for pid, last in self.last.items():
+            used[self.kind[pid]] += max(0.0, last - self.first[pid])
+        return used
+
+
+# ---------------------------------------------------------------------------------------------- data
+def make_subset(data: Path, split: str, instances: int, work: Path, meta) -> Path:
+    """A COCO root with the first images of ``split`` holding at least ``instances`` instances."""
+    ann = data / "annotations" / f"person_keypoints_{split}.json"
+    insts = load_gt_instances(ann, data / "images" / split, meta, 0.75)
+    keep_ids = set()
+    for inst in insts[:instances]:
+        keep_ids.add(inst.image_id)
+    full = json.loads(ann.read_text())
+    subset = {**full, "images": [i for i in full["images"] if i["id"] in keep_ids],
+              "annotations": [a for a in full["annotations"] if a["image_id"] in keep_ids]}
+    root = work / "subset"
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "images").mkdir(exist_ok=True)
+    target = root / "annotations" / "person_keypoints_bench.json"
+    text = json.dumps(subset)
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+    link = root / "images" / "bench"
+    if not link.exists():
+        link.symlink_to((data / "images" / split).resolve())
+    return root
+
+
+Pass = tuple[int, float, float]  # (samples, CPU seconds, wall seconds)
+
+
+def measure_file_loader(instances, meta, codec, augment, batch_size: int, epochs: list[int]) -> list[Pass]:
+    ds = TopDownDataset(instances, meta, codec, augment, seed=0)
+    next(iter(DataLoader(torch.utils.data.Subset(ds, range(min(batch_size, len(ds)))), batch_size=batch_size)))
+    passes = []
+    for epoch in epochs:
+        ds.set_epoch(epoch)
+        c0, w0 = time.process_time(), time.perf_counter()
+        n = sum(len(b["index"]) for b in DataLoader(ds, batch_size=batch_size, num_workers=0))
+        passes.append((n, time.process_time() - c0, time.perf_counter() - w0))
+    return passes
+
+
+def measure_decode_only(shards: Path, repeats: int) -> list[Pass]:
+    regions = [r for p in open_shards(shards).paths() for r in pq.read_table(p, columns=["region"])
+               .column("region").to_pylist()]
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # the decoder's call
+    passes = []
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        for r in regions:
+            cv2.imdecode(np.frombuffer(r, np.uint8), flags)
+        passes.append((len(regions), time.process_time() - c0, time.perf_counter() - w0))
+    return passes
+
+
+def measure_decoder_in_process(shards: Path, meta, codec, augment, epochs: list[int]) -> list[Pass]:
+    import pyarrow as pa
+
+    from orchestrator.data import default_sizes, sample_bytes
+
+    table = pa.concat_tables([read_table(p) for p in open_shards(shards).paths()])
+    batch, _ = default_sizes(table.num_rows, sample_bytes(meta, codec), 1, cpus=1)
+    passes = []
+    for epoch in epochs:
+        dec = TopDownShardDecoder(meta, codec, augment, seed=0, epoch=epoch)
+        c0, w0 = time.process_time(), time.perf_counter()
+        n = sum(len(dec(table.slice(s, batch))["index"]) for s in range(0, table.num_rows, batch))
+        passes.append((n, time.process_time() - c0, time.perf_counter() - w0))
+    return passes
+
+
+def measure_ray(shards: Path, meta, codec, augment, batch_size: int, cpus: int, epochs: list[int]) -> list[dict]:
+    import ray
+
+    from orchestrator.data import build_topdown_dataset, iter_topdown_batches
+
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    passes = []
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        warm = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=0)  # starts the workers
+        for _ in iter_topdown_batches(warm, batch_size):
+            pass
+        for epoch in epochs:
+            ds = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=epoch)
+            children = ChildCPU().start()
+            c0, w0 = time.process_time(), time.perf_counter()
+            n = sum(len(b["index"]) for b in iter_topdown_batches(ds, batch_size))
+            driver, wall = time.process_time() - c0, time.perf_counter() - w0
+            used = children.stop()
+            passes.append({"n": n, "driver_cpu": driver, "worker_cpu": used["worker"], "daemon_cpu": used["daemon"],
+                           "wall": wall})
+    finally:
+        ray.shutdown()
+    return passes
+
+
+def _median_pass(passes: list[Pass]) -> Pass:
+    return sorted(passes, key=lambda p: p[0] / p[1])[len(passes) // 2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="data/synthpose", help="SynthPose (COCO-format) root (default: %(default)s)")
+    p.add_argument("--split", default="train", help="split to sample from (default: %(default)s)")
+    p.add_argument("--instances", type=int, default=2000,
+                   help="instances: the first images of the split holding at least this many (default: %(default)s)")
+    p.add_argument("--input-size", type=int, nargs=2, default=[96, 128], metavar=("W", "H"),
+                   help="model input (heatmaps at 1/4); default: the SynthPose presets' 96 128")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size everywhere (default: %(default)s)")
+    p.add_argument("--ray-cpus", type=int, default=2, help="ray.init(num_cpus=...) (default: %(default)s)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the shards (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="measured passes per path; the median counts "
+                                                         "(default: %(default)s)")
+    p.add_argument("--workdir", default="runs/bench_ingest", help="subset and shards go here (default: %(default)s)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    cv2.setNumThreads(1)  # as in the Ray decode tasks; CPU time is counted over all threads anyway
+    torch.set_num_threads(1)
+
+    meta = get_metainfo("coco")
+    w, h = args.input_size
+    codec = HeatmapCodec(input_size=(w, h), heatmap_size=(w // 4, h // 4))
+    augment = TopDownAugment()
+    work = Path(args.workdir)
+    root = make_subset(Path(args.data), args.split, args.instances, work, meta)
+    instances = load_gt_instances(root / "annotations/person_keypoints_bench.json", root / "images/bench", meta, 0.75)
+    shards = work / f"shards-q{args.quality}"
+    t0 = time.perf_counter()
+    manifest = write_shards(root, "bench", shards, ShardOptions(quality=args.quality), workers=0, progress=True,
+                            command="bench/bench_ingest.py")
+    shard_s = time.perf_counter() - t0
+    n_images = len({i.image_id for i in instances})
+    total_bytes = sum(f["bytes"] for f in manifest["files"])
+    print(f"subset: {len(instances)} instances in {n_images} images of {args.data}/{args.split}; input {w}x{h}; "
+          f"shards: {manifest['num_shards']} files, {total_bytes / len(instances) / 1024:.1f} KiB/instance "
+          f"({'up to date' if manifest['up_to_date'] else f'written in {shard_s:.1f} s'})")
+
+    epochs = list(range(1, args.repeats + 1))
+    file_n, file_cpu, file_wall = _median_pass(measure_file_loader(instances, meta, codec, augment, args.batch_size,
+                                                                   epochs))
+    dec_n, dec_cpu, dec_wall = _median_pass(measure_decode_only(shards, args.repeats))
+    inproc_n, inproc_cpu, inproc_wall = _median_pass(measure_decoder_in_process(shards, meta, codec, augment, epochs))
+    ray_passes = measure_ray(shards, meta, codec, augment, args.batch_size, args.ray_cpus, epochs)
+    ray_r = sorted(ray_passes, key=lambda r: r["n"] / (r["driver_cpu"] + r["worker_cpu"]))[len(ray_passes) // 2]
+    assert file_n == dec_n == inproc_n == ray_r["n"] == len(instances), (file_n, dec_n, inproc_n, ray_r["n"])
+
+    ray_cpu = ray_r["driver_cpu"] + ray_r["worker_cpu"]
+    rates = {
+        "file_loader": file_n / file_cpu,
+        "decode_only": dec_n / dec_cpu,
+        "decoder_in_process": inproc_n / inproc_cpu,
+        "ray_data": ray_r["n"] / ray_cpu,
+        "ray_data_incl_daemons": ray_r["n"] / (ray_cpu + ray_r["daemon_cpu"]),
+    }
+    ray_all = [round(r["n"] / (r["driver_cpu"] + r["worker_cpu"])) for r in ray_passes]
+    print(f"\nmedian of {args.repeats} passes (epochs {epochs[0]}..{epochs[-1]}); per core = samples / CPU seconds")
+    print(f"{'path':<28}{'crops/s/core':>14}{'CPU s':>9}{'wall s':>9}")
+    rows = [("file loader (TopDownDataset)", rates["file_loader"], file_cpu, file_wall),
+            ("decode-only bound", rates["decode_only"], dec_cpu, dec_wall),
+            ("shard decoder, in process", rates["decoder_in_process"], inproc_cpu, inproc_wall),
+            ("shards via Ray Data", rates["ray_data"], ray_cpu, ray_r["wall"])]
+    for name, rate, cpu, wall in rows:
+        print(f"{name:<28}{rate:>14.0f}{cpu:>9.2f}{wall:>9.2f}")
+    print(f"Ray: driver {ray_r['driver_cpu']:.2f} + workers {ray_r['worker_cpu']:.2f} CPU s; daemons "
+          f"{ray_r['daemon_cpu']:.2f} CPU s more ({rates['ray_data_incl_daemons']:.0f} crops/s/core with them); "
+          f"{ray_r['n'] / ray_r['wall']:.0f} crops/s wall on {args.ray_cpus} logical CPUs; all passes: {ray_all}")
+    result = {
+        "ray_vs_file_loader": round(rates["ray_data"] / rates["file_loader"], 3),
+        "ray_vs_decode_only": round(rates["ray_data"] / rates["decode_only"], 3),
+        "crops_per_core_s": {k: round(v, 1) for k, v in rates.items()},
+        "instances": len(instances),
+        "input_size": [w, h],
+        "command": "python " + shlex.join(["bench/bench_ingest.py", *(sys.argv[1:] if argv is None else argv)]),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Ray Data ingest of poselab Parquet shards (``poselab shards``) for Ray Train workers.
+
+Pipeline (driver side, lazy)::
+
+    read_parquet(shard files)                      # validated first: manifest, files, schema version
+      .filter(split, label budget, rank range)      # Arrow expressions on small columns, before decoding
+      .map_batches(TopDownShardDecoder)             # decode region + augment + encode heatmaps (tasks)
+
+Worker side: :func:`iter_topdown_batches` (one stream) and :func:`iter_semi_batches` (labeled +
+unlabeled) turn a dataset shard into batches with the keys and dtypes of a collated
+:class:`~pose.data.topdown.TopDownDataset` batch.
+
+Epochs and reproducibility: augmentation for a row is drawn from ``default_rng([seed, epoch, rank])``
+inside the map task, so the *epoch is part of the dataset*: build the epoch's dataset with
+:func:`build_topdown_dataset` (cheap and lazy) at the start of every epoch. With ``preserve_order=True``
+the row order is deterministic too, so two runs with one seed see identical batches.
+
+Validation is never split by Ray Train (``streaming_split(equal=True)`` drops tail rows): every worker
+builds its own part with :func:`build_val_dataset_for_worker` (contiguous rank ranges that cover every
+row exactly once) and the predictions are gathered (``InstancePredictions.concat``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray.data import DataContext, FileShuffleConfig
+from ray.data.collate_fn import NumpyBatchCollateFn
+from ray.data.expressions import col, lit
+
+from pose.codecs.heatmap import HeatmapCodec
+from pose.data.semi import UNLABELED_KEYS
+from pose.data.shards import (
+    TOPDOWN_KEYS,
+    OnBadRow,
+    ShardSet,
+    TopDownShardDecoder,
+    collate_batch,
+    open_shards,
+    split_range,
+)
+from pose.data.transforms import TopDownAugment
+from pose.engine.components import UNLABELED_SEED_OFFSET
+from pose.metainfo import DatasetMeta
+
+log = logging.getLogger(__name__)
+
+ShardsArg = str | Path | ShardSet | Sequence[str | Path | ShardSet]
+
+# Columns the decoder reads (``path`` comes from ``include_paths``).
+_DECODE_COLUMNS = ["rank", "image_id", "center", "scale", "keypoints", "visible", "score", "area", "region",
+                   "region_to_image", "image_width", "image_height"]
+
+
+def _as_sets(shards: ShardsArg) -> list[ShardSet]:
+    items = [shards] if isinstance(shards, (str, Path, ShardSet)) else list(shards)
+    if not items:
+        raise ValueError("no shard directories given")
+    return [open_shards(s) for s in items]
+
+
+def _check_compatible(sets: list[ShardSet], meta: DatasetMeta, codec: HeatmapCodec,
+                      augment: TopDownAugment | None) -> None:
+    w, h = codec.input_size
+    for ss in sets:
+        if ss.mode != "topdown":
+            raise ValueError(f"shards {ss.root} are {ss.mode} shards; this pipeline needs topdown shards")
+        if ss.num_keypoints != meta.num_keypoints:
+            raise ValueError(f"shards {ss.root} have {ss.num_keypoints} keypoints, dataset '{meta.name}' has "
+                             f"{meta.num_keypoints}")
+        opts = ss.options
+        if abs(opts.aspect_ratio - w / h) > 1e-6:
+            raise ValueError(f"shards {ss.root} were written for aspect ratio {opts.aspect_ratio:g}, the codec's "
+                             f"input {w}x{h} has {w / h:g}: re-create them with --aspect-ratio {w / h:g}")
+        if augment is not None and (augment.scale_factor > opts.scale_factor + 1e-9
+                                    or augment.rot_factor > opts.rot_factor + 1e-9):
+            raise ValueError(
+                f"augmentation (scale_factor {augment.scale_factor:g}, rot_factor {augment.rot_factor:g}) exceeds "
+                f"what shards {ss.root} cover (scale_factor {opts.scale_factor:g}, rot_factor {opts.rot_factor:g}): "
+                f"re-create them with larger --scale-factor/--rot-factor")
+
+
+def _read_parquet(paths: list[str], shuffle: FileShuffleConfig | None, num_blocks: int | None) -> ray.data.Dataset:
+    """``read_parquet`` through Ray Data's V1 Parquet datasource: the V2 one (the default since Ray
+    2.5x) starts fresh footer-reader actors (new worker processes) on every execution, several CPU
+    seconds per epoch on a small machine, where our file list and row counts are already known."""
+    ctx = DataContext.get_current()
+    saved = getattr(ctx, "use_datasource_v2", None)
+    if saved is not None:
+        ctx.use_datasource_v2 = False
+    try:
+        return ray.data.read_parquet(paths, include_paths=True, shuffle=shuffle, override_num_blocks=num_blocks)
+    finally:
+        if saved is not None:
+            ctx.use_datasource_v2 = saved
+
+
+def sample_bytes(meta: DatasetMeta, codec: HeatmapCodec) -> int:
+    """Bytes of one decoded top-down sample (image uint8 + heatmaps float32 dominate)."""
+    (w, h), (hw, hh), k = codec.input_size, codec.heatmap_size, meta.num_keypoints
+    return 3 * w * h + 4 * k * hh * hw + 4 * (5 * k + 16)
+
+
+def default_sizes(rows: int, row_bytes: int, files: int, cpus: float | None = None,
+                  batch_bytes: int = 32 << 20, max_block_rows: int = 2048) -> tuple[int, int]:
+    """(rows per decoder call, read blocks) for ``rows`` selected rows.
+
+    Few large calls keep Ray Data's per-batch and per-block overhead small next to the decoding
+    (measured on SynthPose: 32-row calls on Ray's default ~50-row blocks cost 0.1-0.3 ms/row more,
+    up to as much as decoding a region). A call holds about ``batch_bytes`` of output; blocks hold a few
+    calls, at most ``max_block_rows`` rows, and there are at least two per CPU for parallelism.
+    """
+    batch = int(min(max(batch_bytes // max(row_bytes, 1), 16), 1024))
+    if cpus is None:
+        cpus = ray.cluster_resources().get("CPU", 1.0) if ray.is_initialized() else 1.0
+    blocks = max(math.ceil(rows / max_block_rows), min(math.ceil(rows / batch), math.ceil(2 * cpus)), files, 1)
+    return batch, blocks
+
+
+def _seed32(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def build_topdown_dataset(
+    shards: ShardsArg,
+    meta: DatasetMeta,
+    codec: HeatmapCodec,
+    augment: TopDownAugment | None = None,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    split: str | None = None,
+    budget: int = 0,
+    budget_mode: str = "first",
+    budget_seed: int = 0,
+    rank_range: tuple[int, int] | None = None,
+    keys: Sequence[str] = TOPDOWN_KEYS,
+    on_bad_row: OnBadRow = "error",
+    batch_size: int | None = None,
+    num_cpus: float = 1.0,
+    concurrency: int | tuple[int, int] | None = None,
+    shuffle_files: bool = False,
+    preserve_order: bool = False,
+    num_blocks: int | None = None,
+) -> ray.data.Dataset:
+    """The lazy Ray dataset of one epoch's decoded, augmented, encoded top-down samples.
+
+    Args:
+        shards: shard directories (or opened :class:`ShardSet` s); validated on the driver first
+            (missing files, schema version, keypoint count, aspect ratio, augmentation margin).
+        augment: None for test-time crops.
+        seed, epoch: augmentation of row ``rank`` drawn from ``default_rng([seed, epoch, rank])``.
+        split: keep rows of this split only (shard directories of other splits are not read).
+        budget, budget_mode, budget_seed: label budget (0: all), as ``data.num_labeled`` /
+            ``data.budget_mode`` / ``data.budget_seed`` (:func:`pose.data.shards.budget_ranks`); needs a
+            single shard directory after the split selection.
+        rank_range: keep ranks in ``[start, stop)`` (only the files holding them are read).
+        keys: output keys (``("image", "index")`` for unlabeled streams).
+        on_bad_row: "error" or "skip" (skips are counted and reported by the iterators, once per epoch).
+        batch_size: rows per decoder call (default: about 32 MB of decoded samples, see
+            :func:`default_sizes`).
+        num_cpus, concurrency: resources of the decode tasks.
+        shuffle_files: shuffle the file order, seeded by (seed, epoch).
+        preserve_order: deterministic row order (file order unless ``shuffle_files``).
+        num_blocks: read blocks (default: :func:`default_sizes`).
+    """
+    sets = _as_sets(shards)
+    if split is not None:
+        sets = [s for s in sets if s.split == split]
+        if not sets:
+            raise ValueError(f"no shards of split '{split}' among {', '.join(str(s.root) for s in _as_sets(shards))}")
+    _check_compatible(sets, meta, codec, augment)
+    if rank_range is not None:
+        paths = [p for s in sets for p in s.paths(rank_range)] or sets[0].paths()[:1]
+    else:
+        paths = [p for s in sets for p in s.paths()]
+
+    predicate = None
+    if split is not None:
+        predicate = col("split") == lit(split)
+    if budget:
+        if len(sets) != 1:
+            raise ValueError(f"a label budget needs one shard directory, got {len(sets)} "
+                             f"({', '.join(str(s.root) for s in sets)}); pass split=")
+        ranks = sets[0].budget_ranks(budget, budget_mode, budget_seed)
+        if ranks is not None:
+            is_prefix = budget_mode == "first"
+            cond = col("rank") < lit(budget) if is_prefix else col("rank").is_in([int(r) for r in ranks])
+            predicate = cond if predicate is None else predicate & cond
+    if rank_range is not None:
+        cond = (col("rank") >= lit(int(rank_range[0]))) & (col("rank") < lit(int(rank_range[1])))
+        predicate = cond if predicate is None else predicate & cond
+
+    if rank_range is not None:
+        selected = max(0, min(rank_range[1], sum(s.num_rows for s in sets)) - rank_range[0])
+    else:
+        selected = budget or sum(s.num_rows for s in sets)
+    auto_batch, auto_blocks = default_sizes(selected, sample_bytes(meta, codec), len(paths))
+    batch_size = batch_size or auto_batch
+    num_blocks = num_blocks or auto_blocks
+    shuffle = FileShuffleConfig(seed=_seed32(seed, epoch), reseed_after_execution=False) if shuffle_files else None
+    ds = _read_parquet(paths, shuffle, num_blocks)
+    ds = ds.select_columns(_DECODE_COLUMNS + ["split", "path"])  # projection, pushed into the scan
+    if predicate is not None:
+        ds = ds.filter(expr=predicate)
+    decoder = TopDownShardDecoder(meta, codec, augment, seed=seed, epoch=epoch, keys=keys, on_bad_row=on_bad_row,
+                                  cv2_threads=1)
+    ds = ds.map_batches(decoder, batch_size=batch_size, batch_format="pyarrow", num_cpus=num_cpus,
+                        concurrency=concurrency)
+    if preserve_order:
+        ds.context.execution_options.preserve_order = True
+    return ds
+
+
+def build_val_dataset_for_worker(shards: str | Path | ShardSet, worker_rank: int, num_workers: int,
+                                 meta: DatasetMeta, codec: HeatmapCodec, **kwargs: Any) -> ray.data.Dataset:
+    """Validation rows of one of ``num_workers`` workers: the contiguous rank range
+    :func:`~pose.data.shards.split_range` gives it. The ranges cover every row exactly once (none dropped,
+    sizes differ by at most one); gather the predictions and ``InstancePredictions.concat`` them.
+    Keyword arguments go to :func:`build_topdown_dataset` (no augmentation)."""
+    ss = open_shards(shards)
+    start, stop = split_range(ss.num_rows, num_workers, worker_rank)
+    kwargs.setdefault("preserve_order", True)
+    return build_topdown_dataset(ss, meta, codec, None, rank_range=(start, stop), **kwargs)
+
+
+def build_semi_datasets(labeled: ShardsArg, unlabeled: ShardsArg, meta: DatasetMeta, codec: HeatmapCodec,
+                        augment: TopDownAugment | None, *, seed: int = 0, epoch: int = 0, budget: int = 0,
+                        budget_mode: str = "first", budget_seed: int = 0, num_unlabeled: int = 0,
+                        materialize_labeled: bool | None = None, materialize_limit: int = 1 << 30,
+                        **kwargs: Any) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+    """The labeled stream (label budget applied) and the unlabeled stream (``image`` and ``index`` only,
+    augmentation seeded with ``seed + UNLABELED_SEED_OFFSET`` as in the plain-PyTorch trainer;
+    ``num_unlabeled`` > 0 keeps the first N) of one epoch. Iterate them with :func:`iter_semi_batches`.
+
+    The labeled stream is cycled several times per epoch (one epoch = one unlabeled pass); its crops
+    are the same in every cycle of an epoch (``rng([seed, epoch, rank])``), so it is decoded once and
+    materialized in the object store when ``materialize_labeled`` is True, or (None) when it takes at
+    most ``materialize_limit`` bytes; otherwise every cycle re-executes the pipeline.
+    """
+    lab = build_topdown_dataset(labeled, meta, codec, augment, seed=seed, epoch=epoch, budget=budget,
+                                budget_mode=budget_mode, budget_seed=budget_seed, **kwargs)
+    unl = build_topdown_dataset(unlabeled, meta, codec, augment, seed=seed + UNLABELED_SEED_OFFSET, epoch=epoch,
+                                keys=UNLABELED_KEYS, rank_range=(0, num_unlabeled) if num_unlabeled else None,
+                                **kwargs)
+    if materialize_labeled is None:
+        rows = budget or sum(s.num_rows for s in _as_sets(labeled))
+        materialize_labeled = rows * sample_bytes(meta, codec) <= materialize_limit
+    if materialize_labeled:
+        lab = lab.materialize()
+    return lab, unl
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+@dataclass
+class SkipReport:
+    """Rows dropped because they did not decode (``on_bad_row="skip"``); logged once per epoch.
+
+    ``skipped`` counts distinct rows (a labeled row seen again when the labeled stream is cycled
+    counts once); ``rows`` counts the samples delivered.
+    """
+
+    stream: str = "data"
+    epoch: int | None = None
+    rows: int = 0
+    examples: list[str] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set, repr=False)
+
+    @property
+    def skipped(self) -> int:
+        return len(self._seen)
+
+    def add(self, errors: list[str]) -> None:
+        for e in errors:
+            if e not in self._seen:
+                self._seen.add(e)
+                if len(self.examples) < 3:
+                    self.examples.append(e)
+
+    def log(self) -> None:
+        if self.skipped:
+            when = f"epoch {self.epoch}: " if self.epoch is not None else ""
+            log.warning("%s%s: skipped %d rows that do not decode, delivered %d (%s%s)", when, self.stream,
+                        self.skipped, self.rows, "; ".join(self.examples),
+                        " ..." if self.skipped > len(self.examples) else "")
+
+
+class _Collate(NumpyBatchCollateFn):
+    """numpy decoder output -> (torch batch without bad rows, their error messages)."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        return collate_batch(batch)
+
+
+def _cat(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def _size(batch: dict[str, torch.Tensor]) -> int:
+    return len(next(iter(batch.values()))) if batch else 0
+
+
+class _Rebatcher:
+    """Re-cuts batches that lost skipped rows back to ``batch_size``."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.parts: list[dict[str, torch.Tensor]] = []
+        self.count = 0
+
+    def push(self, batch: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
+        if _size(batch):
+            self.parts.append(batch)
+            self.count += _size(batch)
+        while self.count >= self.batch_size:
+            merged = _cat(self.parts)
+            yield {k: v[: self.batch_size] for k, v in merged.items()}
+            rest = {k: v[self.batch_size:] for k, v in merged.items()}
+            self.count -= self.batch_size
+            self.parts = [rest] if self.count else []
+
+    def flush(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.count:
+            yield _cat(self.parts)
+        self.parts, self.count = [], 0
+
+
+def iter_topdown_batches(shard: Any, batch_size: int, *, drop_last: bool = False, prefetch_batches: int = 1,
+                         local_shuffle_buffer_size: int | None = None, local_shuffle_seed: int | None = None,
+                         report: SkipReport | None = None, log_skips: bool = True
+                         ) -> Iterator[dict[str, torch.Tensor]]:
+    """One pass over a dataset shard (``ray.train.get_dataset_shard(...)``, a ``DataIterator``, or a
+    ``ray.data.Dataset``) as batches of CPU tensors with the keys and dtypes of a collated
+    :class:`~pose.data.topdown.TopDownDataset` batch (``image`` uint8 (B, 3, H, W), ``heatmaps``,
+    ``weights``, ``keypoints``, ``visible``, ``matrix``, ``score``, ``area``, ``center``, ``scale``
+    float32; ``image_id``, ``index`` int64).
+
+    Skipped rows (``on_bad_row="skip"``) are dropped, the batches re-cut to ``batch_size``, and the
+    count is added to ``report`` and logged once at the end of the pass (unless ``log_skips`` is False).
+    """
+    report = report if report is not None else SkipReport()
+    rebatch = _Rebatcher(batch_size)
+    batches = shard.iter_torch_batches(batch_size=batch_size, collate_fn=_Collate(), prefetch_batches=prefetch_batches,
+                                       local_shuffle_buffer_size=local_shuffle_buffer_size,
+                                       local_shuffle_seed=local_shuffle_seed)
+    for batch, errors in batches:
+        report.rows += _size(batch)
+        if errors:
+            report.add(errors)
+        yield from rebatch.push(batch)
+    if not drop_last:
+        yield from rebatch.flush()
+    if log_skips:
+        report.log()
+
+
+def iter_semi_batches(labeled: Any, unlabeled: Any, batch_size: int, *, report: SkipReport | None = None,
+                      **kwargs: Any) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """One epoch of (labeled batch, unlabeled batch) pairs, as :class:`~pose.data.semi.MixedDataset`'s
+    collated items: the unlabeled stream drives the epoch (one pass); the labeled stream is cycled
+    (restarted when exhausted) and cut to the unlabeled batch's size. Unlabeled batches hold
+    ``image`` and ``index`` only. ``kwargs`` go to :func:`iter_topdown_batches`.
+    """
+    lab_report = SkipReport(stream="labeled", epoch=None if report is None else report.epoch)
+    unl_report = report if report is not None else SkipReport(stream="unlabeled")
+
+    def labeled_cycle() -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            seen = 0
+            for b in iter_topdown_batches(labeled, batch_size, report=lab_report, log_skips=False, **kwargs):
+                seen += _size(b)
+                yield b
+            if seen == 0:
+                raise ValueError("the labeled stream has no rows")
+
+    cycle = labeled_cycle()
+    pending: list[dict[str, torch.Tensor]] = []
+    have = 0
+    for unl in iter_topdown_batches(unlabeled, batch_size, report=unl_report, **kwargs):
+        n = _size(unl)
+        while have < n:
+            b = next(cycle)
+            pending.append(b)
+            have += _size(b)
+        merged = _cat(pending)
+        lab = {k: v[:n] for k, v in merged.items()}
+        have -= n
+        pending = [{k: v[n:] for k, v in merged.items()}] if have else []
+        yield lab, unl
+    lab_report.log()  # once per epoch, however many labeled passes it took

@@ -1,0 +1,365 @@
+"""Parquet shards without Ray: writing, reading, decoding, crop equivalence, budgets, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pose.cli import main
+from pose.codecs.heatmap import HeatmapCodec
+from pose.data.coco import load_detection_instances, load_gt_instances
+from pose.data.semi import select_budget
+from pose.data.shards import (
+    ERROR_KEY,
+    MANIFEST,
+    META_VERSION,
+    OK_KEY,
+    SCHEMA_VERSION,
+    TOPDOWN_KEYS,
+    ShardError,
+    ShardOptions,
+    TopDownShardDecoder,
+    budget_ranks,
+    collate_batch,
+    decode_bottomup_row,
+    margin_region,
+    open_shards,
+    read_file_header,
+    read_table,
+    split_range,
+    write_shards,
+)
+from pose.data.topdown import TopDownDataset
+from pose.data.transforms import TopDownAugment, crop_matrix, invert_affine, transform_points
+from pose.metainfo import get_metainfo
+from pose.synth import SynthConfig, generate_dataset
+
+META = get_metainfo("coco")
+CODEC = HeatmapCodec(input_size=(96, 128), heatmap_size=(24, 32))
+AUG = TopDownAugment()
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth_shards")
+    cfg = SynthConfig(images=4, val_images=4, unlabeled_images=2, seed=5, workers=1, long_side=(192, 256),
+                      crowd_region_every=2)
+    generate_dataset(cfg, out, progress=False)
+    return out
+
+
+def _write(synth: Path, out: Path, split: str = "train", **opts) -> dict:
+    opts.setdefault("rows_per_shard", 4)
+    opts.setdefault("row_group_size", 2)
+    return write_shards(synth, split, out, ShardOptions(**opts), command="pytest", workers=1, progress=False)
+
+
+def _table(out: Path) -> pa.Table:
+    return pa.concat_tables([read_table(p) for p in open_shards(out).paths()])
+
+
+def _gt(synth: Path, split: str = "train"):
+    return load_gt_instances(synth / f"annotations/person_keypoints_{split}.json", synth / "images" / split, META,
+                             0.75)
+
+
+@pytest.fixture(scope="session")
+def png_shards(synth, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("png") / "train"
+    _write(synth, out, lossless=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def jpeg_shards(synth, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("jpeg") / "train"
+    _write(synth, out)
+    return out
+
+
+def test_topdown_round_trip(synth, png_shards):
+    insts = _gt(synth)
+    ss = open_shards(png_shards)
+    assert ss.mode == "topdown" and ss.split == "train" and ss.num_rows == len(insts) > 4
+    assert len(ss.files) == math.ceil(len(insts) / 4)
+    first = pq.ParquetFile(ss.files[0].path)
+    assert first.metadata.num_row_groups == 2 and first.metadata.row_group(0).num_rows == 2
+    header = read_file_header(ss.files[0].path)
+    assert header["schema_version"] == SCHEMA_VERSION and header["command"] == "pytest"
+    assert json.loads((png_shards / MANIFEST).read_text())["rows"] == len(insts)
+
+    t = _table(png_shards)
+    assert t.column("rank").to_pylist() == list(range(len(insts)))
+    import cv2
+
+    for row, inst in zip(t.to_pylist(), insts):
+        assert row["image_id"] == inst.image_id and row["instance_id"] == inst.instance_id
+        assert row["split"] == "train" and synth / "images/train" / row["file_name"] == inst.image_path
+        np.testing.assert_array_equal(np.reshape(row["keypoints"], (-1, 2)), inst.keypoints)
+        np.testing.assert_array_equal(row["visible"], inst.visible)
+        np.testing.assert_array_equal(row["center"], inst.center)
+        np.testing.assert_array_equal(row["scale"], inst.scale)
+        np.testing.assert_allclose(row["bbox"], inst.bbox)
+        assert row["score"] == inst.score and row["area"] == pytest.approx(inst.area)
+        # The stored region is the image's pixels at native resolution, at an integer offset.
+        x0, y0, x1, y1 = row["region_box"]
+        assert row["region_to_image"] == [1.0, 0.0, x0, 0.0, 1.0, y0]
+        image = cv2.cvtColor(cv2.imread(str(inst.image_path)), cv2.COLOR_BGR2RGB)
+        region = cv2.cvtColor(cv2.imdecode(np.frombuffer(row["region"], np.uint8), cv2.IMREAD_COLOR),
+                              cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(region, image[y0:y1, x0:x1])
+
+
+def _compare_with_file_loader(synth: Path, shards: Path, epoch: int, exact: bool) -> list[float]:
+    insts = _gt(synth)
+    ds = TopDownDataset(insts, META, CODEC, AUG, seed=3)
+    ds.set_epoch(epoch)
+    batch = TopDownShardDecoder(META, CODEC, AUG, seed=3, epoch=epoch)(_table(shards))
+    assert set(batch) == set(TOPDOWN_KEYS)
+    psnrs = []
+    for i in range(len(insts)):
+        item = ds[i]
+        for key in TOPDOWN_KEYS:
+            a, b = item[key].numpy(), batch[key][i]
+            assert a.dtype == b.dtype and a.shape == b.shape, key
+            if key == "image" and not exact:
+                err = np.mean((a.astype(np.float64) - b) ** 2)
+                psnrs.append(10 * np.log10(255.0**2 / max(err, 1e-12)))
+                assert np.abs(a.astype(int) - b).mean() < 2.0
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=f"{key} of instance {i}")
+    return psnrs
+
+
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_lossless_crops_are_bit_exact(synth, png_shards, epoch):
+    _compare_with_file_loader(synth, png_shards, epoch, exact=True)
+
+
+def test_jpeg_crops_within_reencoding_error(synth, jpeg_shards):
+    psnrs = _compare_with_file_loader(synth, jpeg_shards, 0, exact=False)
+    assert min(psnrs) > 30.0, psnrs
+
+
+def test_downscaled_regions_compose_the_region_transform(synth, tmp_path):
+    out = tmp_path / "small"
+    _write(synth, out, lossless=True, max_side=48)
+    t = _table(out)
+    m = np.asarray(t.column("region_to_image").to_pylist())
+    assert (m[:, 0] > 1.0).any()  # some regions were downscaled
+    insts = _gt(synth)
+    ds = TopDownDataset(insts, META, CODEC, None)
+    batch = TopDownShardDecoder(META, CODEC, None)(t)
+    for i in range(len(insts)):
+        item = ds[i]
+        np.testing.assert_array_equal(item["matrix"].numpy(), batch["matrix"][i])
+        np.testing.assert_array_equal(item["heatmaps"].numpy(), batch["heatmaps"][i])
+        # A downscaled region is blurrier but in the same place: compare low-passed crops.
+        a = item["image"].numpy().astype(np.float32).mean(0)
+        b = batch["image"][i].astype(np.float32).mean(0)
+        import cv2
+
+        a, b = cv2.resize(a, (12, 16), interpolation=cv2.INTER_AREA), cv2.resize(b, (12, 16),
+                                                                                    interpolation=cv2.INTER_AREA)
+        assert np.abs(a - b).mean() < 12.0
+
+
+def test_margin_covers_every_augmented_crop():
+    rng = np.random.default_rng(0)
+    size = (192, 256)
+    for _ in range(300):
+        center = rng.uniform(-50, 650, 2)
+        scale = np.array([1.0, 4 / 3]) * rng.uniform(10, 500)
+        x0, y0, x1, y1 = margin_region(center, scale, 10**6, 10**6, 1.25, 60.0, pad=0)
+        for s in (0.75, 1.25):
+            for r in (-60.0, -37.0, 0.0, 53.1, 60.0):
+                m = invert_affine(crop_matrix(center, scale * s, r, size, flip=bool(rng.random() < 0.5)))
+                corners = np.array([[0, 0], [size[0] - 1, 0], [0, size[1] - 1], [size[0] - 1, size[1] - 1]], float)
+                pts = transform_points(corners, m)  # the window's extreme sampling points
+                # margin_region clips at 0 (the zero border lies beyond); only unclipped sides are checked.
+                if x0 > 0:
+                    assert pts[:, 0].min() >= x0
+                if y0 > 0:
+                    assert pts[:, 1].min() >= y0
+                assert pts[:, 0].max() + 1 <= x1 and pts[:, 1].max() + 1 <= y1
+
+
+def test_detection_boxes(synth, tmp_path):
+    out = tmp_path / "unl"
+    m = _write(synth, out, split="unlabeled", boxes="detections")
+    insts = load_detection_instances(synth / "person_detection_results/unlabeled_detections.json",
+                                     synth / "annotations/image_info_unlabeled.json", synth / "images/unlabeled",
+                                     META, 0.75)
+    assert m["rows"] == len(insts) > 0 and m["boxes"] == "detections"
+    t = _table(out)
+    np.testing.assert_allclose(t.column("score").to_numpy(), [i.score for i in insts], rtol=1e-6)
+    assert not np.asarray(t.column("visible").to_pylist()).any()
+    unl = TopDownShardDecoder(META, CODEC, AUG, keys=("image", "index"))(t)
+    assert set(unl) == {"image", "index"} and unl["image"].shape == (len(insts), 3, 128, 96)
+
+
+def test_bottomup_round_trip(synth, tmp_path):
+    from pycocotools.coco import COCO
+
+    out = tmp_path / "bu"
+    m = _write(synth, out, split="train", mode="bottomup", rows_per_shard=3)
+    coco = COCO(str(synth / "annotations/person_keypoints_train.json"))
+    img_ids = [img["id"] for img in json.loads((synth / "annotations/person_keypoints_train.json").read_text())["images"]]
+    assert m["rows"] == len(img_ids) and m["skipped"]["crowd"] > 0
+    rows = _table(out).to_pylist()
+    assert [r["image_id"] for r in rows] == img_ids
+    n_ignored = 0
+    for r in rows:
+        info = coco.imgs[r["image_id"]]
+        assert r["image"] == (synth / "images/train" / info["file_name"]).read_bytes()
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=r["image_id"]))
+        people = [a for a in anns if not a["iscrowd"] and a["num_keypoints"] > 0]
+        ignored = [a for a in anns if a["iscrowd"] or a["num_keypoints"] == 0]
+        dec = decode_bottomup_row(r, META.num_keypoints)
+        assert dec["image"].shape == (info["height"], info["width"], 3)
+        np.testing.assert_allclose(dec["keypoints"], np.reshape([a["keypoints"] for a in people], (-1, 17, 3)))
+        np.testing.assert_allclose(dec["boxes"], np.reshape([a["bbox"] for a in people], (-1, 4)), rtol=1e-6)
+        expect = np.zeros((info["height"], info["width"]), np.uint8)
+        for a in ignored:
+            expect |= coco.annToMask(a)
+        np.testing.assert_array_equal(dec["ignore_mask"], expect)
+        n_ignored += r["num_ignored"]
+    assert n_ignored > 0
+
+
+def test_budget_ranks_match_select_budget():
+    assert budget_ranks(10, 0) is None
+    np.testing.assert_array_equal(budget_ranks(10, 4), [0, 1, 2, 3])
+    for seed in (0, 1):
+        small, large = budget_ranks(50, 10, "nested", seed), budget_ranks(50, 25, "nested", seed)
+        np.testing.assert_array_equal(small, select_budget(list(range(50)), 10, "nested", seed))
+        assert set(small) <= set(large) and len(set(large)) == 25
+    with pytest.raises(ValueError, match="label budget 11 is larger than the 10 labeled instances in shards x"):
+        budget_ranks(10, 11, what="shards x")
+
+
+def test_budget_on_a_shard_set(png_shards):
+    ss = open_shards(png_shards)
+    assert len(ss.budget_ranks(3)) == 3
+    with pytest.raises(ValueError, match=f"larger than the {ss.num_rows} labeled instances in shards"):
+        ss.budget_ranks(ss.num_rows + 1)
+    start, stop = 2, 5
+    assert all(Path(p).exists() for p in ss.paths((start, stop)))
+    assert len(ss.paths((start, stop))) == 2 and len(ss.paths((0, 1))) == 1
+
+
+def test_split_range_covers_every_row_once():
+    for n in range(0, 23):
+        for workers in (1, 2, 3, 4):
+            ranges = [split_range(n, workers, r) for r in range(workers)]
+            covered = [i for a, b in ranges for i in range(a, b)]
+            assert covered == list(range(n))
+            sizes = [b - a for a, b in ranges]
+            assert max(sizes) - min(sizes) <= 1
+    with pytest.raises(ValueError):
+        split_range(10, 2, 2)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def _corrupt_row(shard_dir: Path, rank: int) -> Path:
+    """Replace one row's region bytes, keeping the file's metadata."""
+    ss = open_shards(shard_dir)
+    f = next(f for f in ss.files if f.first_rank <= rank < f.first_rank + f.rows)
+    t = pq.read_table(f.path)
+    regions = t.column("region").to_pylist()
+    regions[rank - f.first_rank] = b"not an image"
+    t = t.set_column(t.schema.get_field_index("region"), "region", pa.array(regions, pa.binary()))
+    pq.write_table(t, f.path)
+    return f.path
+
+
+def test_undecodable_row_error_names_shard_and_row(png_shards, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(png_shards, bad)
+    path = _corrupt_row(bad, 5)
+    t = _table(bad)
+    with pytest.raises(ValueError, match=rf"shard {path} row 5 \(image id \d+\).*do not decode"):
+        TopDownShardDecoder(META, CODEC, AUG)(t)
+    out = TopDownShardDecoder(META, CODEC, AUG, on_bad_row="skip")(t)
+    assert out[OK_KEY].tolist() == [i != 5 for i in range(t.num_rows)]
+    assert "row 5" in out[ERROR_KEY][5]
+    batch, errors = collate_batch(out)
+    assert len(errors) == 1 and f"shard {path} row 5" in errors[0]
+    assert set(batch) == set(TOPDOWN_KEYS) and len(batch["index"]) == t.num_rows - 1
+    assert 5 not in batch["index"].tolist()
+
+
+def test_old_schema_version_is_refused(png_shards, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(png_shards, old)
+    f = open_shards(old).files[1].path
+    t = pq.read_table(f)
+    md = dict(t.schema.metadata)
+    md[META_VERSION] = b"0"
+    pq.write_table(t.replace_schema_metadata(md), f)
+    with pytest.raises(ShardError, match=rf"shard {f} has schema version 0, older than .* {SCHEMA_VERSION}"):
+        open_shards(old)
+    manifest = json.loads((old / MANIFEST).read_text())
+    manifest["schema_version"] = 0
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=f"shard directory {old} has schema version 0"):
+        open_shards(old)
+
+
+def test_missing_shard_file(png_shards, tmp_path):
+    gone = tmp_path / "gone"
+    shutil.copytree(png_shards, gone)
+    f = open_shards(gone).files[-1].path
+    f.unlink()
+    with pytest.raises(FileNotFoundError, match=f"shard file missing: {f}"):
+        open_shards(gone)
+    with pytest.raises(FileNotFoundError, match="not a shard directory"):
+        open_shards(tmp_path)
+
+
+def test_rerun_is_idempotent(synth, tmp_path):
+    out = tmp_path / "idem"
+    first = _write(synth, out)
+    stamps = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    again = _write(synth, out)
+    assert again["up_to_date"] and not first["up_to_date"]
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == stamps
+    forced = write_shards(synth, "train", out, ShardOptions(rows_per_shard=4, row_group_size=2), command="pytest",
+                          workers=1, progress=False, force=True)
+    assert not forced["up_to_date"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {k: v[1] for k, v in stamps.items()}
+    # Different sharding: stale files go, the rows stay the same.
+    rows = _table(out).drop(["path"])
+    _write(synth, out, rows_per_shard=100)
+    assert len(list(out.glob("part-*"))) == 1
+    assert _table(out).drop(["path"]).equals(rows)
+
+
+def test_out_dir_with_other_files_is_refused(synth, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a shard directory"):
+        _write(synth, tmp_path)
+
+
+def test_cli(synth, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["shards", "--help"])
+    assert e.value.code == 0 and "usage: poselab shards" in capsys.readouterr().out
+    out = tmp_path / "cli"
+    args = ["shards", "--root", str(synth), "--split", "val", "--out", str(out), "--workers", "1", "--no-progress",
+            "--rows-per-shard", "3", "--lossless"]
+    assert main(args) == 0
+    assert "(written)" in capsys.readouterr().out
+    header = read_file_header(open_shards(out).files[0].path)
+    assert header["command"] == "poselab " + " ".join(args) and header["image_format"] == "png"
+    assert main(args) == 0 and "(up to date)" in capsys.readouterr().out
+    assert main(["shards", "--root", str(synth), "--split", "nosuch", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("poselab shards: error: no annotation file for split 'nosuch'")

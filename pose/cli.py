@@ -115,6 +115,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_demo)
 
 
+def final_steps(run_dir: Path) -> int:
+    """The optimiser step count stored in a run's ``last.pth``."""
+    import torch
+
+    return int(torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)["step"])
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from pose.engine.trainer import Trainer
     from pose.synth.config import SynthConfig
@@ -134,8 +141,12 @@ def _run_demo(args: argparse.Namespace) -> int:
         f"train.seed={args.seed}",
     ])
     final = Trainer(cfg, resume=False).fit()
-    print(f"\nSynthPose val AP of {cfg.model.arch}-{cfg.model.depth} after {args.epochs} epochs: "
-          f"{final['AP']:.3f} (AP50 {final['AP50']:.3f}, AR {final['AR']:.3f}); run directory {cfg.run_dir}")
+    print(f"\nSynthPose val AP of {cfg.model.arch}-{cfg.model.depth} after {args.epochs} epochs "
+          f"({final_steps(cfg.run_dir)} steps from scratch): {final['AP']:.3f} (AP50 {final['AP50']:.3f}, "
+          f"AR {final['AR']:.3f}); run directory {cfg.run_dir}")
+    print("The demo checks the whole pipeline in a few minutes; a model trained from scratch needs thousands "
+          "of steps to reach a useful AP (docs/synthpose.md, Calibration). For a longer run: "
+          f"poselab demo --epochs 30, or poselab train synth-r18-128x96 data.root={data}")
     print(json.dumps({k: round(v, 4) for k, v in final.items()}))
     return 0
 

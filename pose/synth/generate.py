@@ -7,7 +7,7 @@ records in index order, numbers the annotations and writes the JSON files with f
 
 Layout written under ``out_dir``::
 
-    images/{train,val,unlabeled}/XXXXXXXXXXXX.jpg      (12-digit image id)
+    images/{train,val,unlabeled}/<image id, 12 digits>.jpg
     annotations/person_keypoints_train.json
     annotations/person_keypoints_val.json
     annotations/image_info_unlabeled.json              (images only)

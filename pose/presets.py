@@ -12,7 +12,7 @@ table, WILD unlabeled set with detector boxes), and the same grid at CPU scale o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pose.codecs.heatmap import HeatmapCodec
 from pose.experiment import DataConfig, ExperimentConfig, MethodConfig, SemiConfig, TestConfig, TrainConfig
@@ -236,7 +236,3 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}': available presets are {', '.join(sorted(PRESETS))}")
     return PRESETS[name]
-
-
-def with_name(cfg: ExperimentConfig, name: str) -> ExperimentConfig:
-    return replace(cfg, name=name)

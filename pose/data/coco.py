@@ -13,7 +13,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -234,5 +233,3 @@ def load_detection_instances(
     report.log()
     return out
 
-
-BoxSource = Literal["gt", "detections"]

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pose.codecs.heatmap import HeatmapCodec
@@ -184,7 +183,3 @@ class TopDownEvaluator:
             stats[name] = evaluate_keypoints(self.gt, results, self.meta)
         return stats
 
-
-def mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
-    keys = set().union(*dicts) if dicts else set()
-    return {k: float(np.mean([d[k] for d in dicts if k in d])) for k in keys}

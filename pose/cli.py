@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pose.config import ConfigError, apply_overrides, load_config_file, to_dict
@@ -225,30 +226,46 @@ def _run_shards(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- main
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="poselab", description="2D human pose estimation experiments.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_demo(sub)
-    _add_train(sub)
-    _add_evaluate(sub)
-    _add_presets(sub)
-    _add_shards(sub)
+SubcommandAdder = Callable[[argparse._SubParsersAction], None]
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
     from pose.synth.cli import add_synth_subcommand
 
     add_synth_subcommand(sub)
+
+
+BUILTIN_COMMANDS: tuple[tuple[str, SubcommandAdder], ...] = (
+    ("demo", _add_demo), ("train", _add_train), ("evaluate", _add_evaluate), ("presets", _add_presets),
+    ("shards", _add_shards), ("synth", _add_synth),
+)
+
+
+def build_parser(extensions: Sequence[SubcommandAdder] = ()) -> argparse.ArgumentParser:
+    """The ``poselab`` parser; ``extensions`` add sub-commands and replace built-ins of the same name
+    (the orchestrator's ``train`` runs through Ray Train; this module's runs plain PyTorch)."""
+    parser = argparse.ArgumentParser(prog="poselab", description="2D human pose estimation experiments.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in extensions:
+        add(sub)
+    for name, add in BUILTIN_COMMANDS:
+        if name not in sub.choices:
+            add(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, extensions: Sequence[SubcommandAdder] = (),
+         errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run ``poselab``; ``errors`` are further exception types reported as one-line errors (exit 2)."""
+    parser = build_parser(extensions)
     args = parser.parse_args(argv)
     args.argv = argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, *errors) as e:
         print(f"poselab {args.command}: error: {e}", file=sys.stderr)
         return 2
 

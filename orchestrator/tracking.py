@@ -1,0 +1,159 @@
+"""MLflow glue: tracking URIs, idempotent runs, and the rank-0 logger of a training run.
+
+* The default tracking store is MLflow's own default, a SQLite database ``mlflow.db`` in the working
+  directory. Relative SQLite paths are made absolute on the driver, so Ray workers (whose working
+  directory may differ) write to the same file; artifacts of such stores go next to it in
+  ``mlartifacts/``. Any other URI (an ``http://`` MLflow server) is passed through.
+* A run is identified by a *run key* (tag ``poselab.run_key``): starting a run whose key already exists
+  returns the existing run, so a restarted or resumed training continues its MLflow run and never
+  creates a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "poselab.run_key"
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch
+
+
+def resolve_tracking_uri(uri: str | None = None, cwd: str | Path | None = None) -> str:
+    """``uri`` (or ``$MLFLOW_TRACKING_URI``, or ``sqlite:///mlflow.db``) with a relative SQLite or
+    file path made absolute against ``cwd`` (default: the current directory)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    base = Path(cwd or os.getcwd())
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if not path.startswith("/"):  # sqlite:////abs/path has a fourth slash
+            return f"sqlite:///{(base / path).resolve()}"
+        return uri
+    if "://" not in uri:  # a bare path: an SQLite database file
+        return f"sqlite:///{(base / uri).resolve()}"
+    return uri
+
+
+def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """For SQLite stores: ``<db dir>/mlartifacts/<experiment>`` (absolute file URI); None lets a
+    tracking server choose."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+        return (db.parent / "mlartifacts" / safe).as_uri()
+    return None
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The id of experiment ``name``, created (once, by the caller: the driver) when missing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise ValueError(f"MLflow experiment '{name}' is deleted in {tracking_uri}: restore it "
+                             f"(`mlflow experiments restore`) or choose another experiment name")
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri, name))
+
+
+def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """A nested config -> {"train.lr": "0.001", ...}; lists as JSON; values capped at MLflow's limit."""
+    out: dict[str, str] = {}
+    for k, v in config.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten_params(v, f"{key}."))
+        else:
+            text = json.dumps(v) if isinstance(v, (list, tuple, bool)) or v is None else str(v)
+            out[key] = text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."
+    return out
+
+
+def find_run(client: MlflowClient, experiment_id: str, run_key: str) -> str | None:
+    """The id of the run tagged with ``run_key`` (the newest if several), or None."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def start_run(client: MlflowClient, experiment_id: str, run_key: str, run_name: str,
+              params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None,
+              parent_run_id: str | None = None, reuse: bool = True) -> tuple[str, bool]:
+    """(run id, resumed): the run with ``run_key`` (when ``reuse``), or a new one with ``params``
+    (flattened) and ``tags``; a new run under an existing key becomes the one later calls find.
+
+    A resumed run is set back to RUNNING; its params are left as they were (MLflow params are
+    immutable), so a changed config under the same key is reported as an error by the caller's check.
+    """
+    existing = find_run(client, experiment_id, run_key) if reuse else None
+    if existing is not None:
+        client.update_run(existing, status=RunStatus.to_string(RunStatus.RUNNING))
+        return existing, True
+    all_tags = {RUN_KEY_TAG: run_key, RUN_NAME_TAG: run_name, **(tags or {})}
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    run_id = run.info.run_id
+    if params:
+        items = [Param(k, v) for k, v in flatten_params(params).items()]
+        for i in range(0, len(items), 90):  # log_batch takes at most 100 params
+            client.log_batch(run_id, params=items[i:i + 90])
+    return run_id, False
+
+
+@dataclass
+class RunLogger:
+    """Logs metrics and artifacts of one MLflow run (used on rank 0 only).
+
+    Non-finite values are skipped with one warning per key (MLflow's SQLite store refuses NaN in some
+    backends and they would break charts); keys are passed through (``val/net1/AP``).
+    """
+
+    tracking_uri: str
+    run_id: str
+
+    def __post_init__(self) -> None:
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self._warned: set[str] = set()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        import time
+
+        ts = int(time.time() * 1000)
+        items = []
+        for k, v in metrics.items():
+            v = float(v)
+            if not math.isfinite(v):
+                if k not in self._warned:
+                    self._warned.add(k)
+                    log.warning("metric %s is %s at step %d: not logged to MLflow", k, v, step)
+                continue
+            items.append(Metric(k, v, ts, int(step)))
+        for i in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i:i + _BATCH])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, data, artifact_file)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, v)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)

@@ -1,0 +1,212 @@
+"""Driver side of one training run: Ray, the MLflow run, and ``TorchTrainer.fit``.
+
+:func:`run_training` is what ``poselab train`` and every ablation trial call. It
+
+1. makes the config's paths absolute (Ray workers need not share the driver's working directory);
+2. opens (or resumes) the run's MLflow run, keyed by the run directory, so a rerun continues the same
+   MLflow run and never creates a duplicate;
+3. starts or joins Ray with a CPU plan that keeps Train workers and data loading from deadlocking on
+   small machines (:func:`orchestrator.resources.plan_resources`);
+4. runs :func:`orchestrator.worker.train_loop_per_worker` in a ``TorchTrainer`` whose
+   ``RunConfig(storage_path, name)`` is deterministic, so Ray Train restores the latest checkpoint on a
+   rerun and replaces failed workers (``FailureConfig``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.resources import ResourcePlan, plan_resources
+from orchestrator.tracking import get_or_create_experiment, resolve_tracking_uri, start_run
+from orchestrator.worker import WorkerSettings, loop_config, train_loop_per_worker
+from pose.config import to_dict
+from pose.experiment import ExperimentConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "poselab"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How and where one experiment runs (not part of the experiment config).
+
+    Attributes:
+        num_workers: Ray Train workers; 0 runs the loop in this process (Ray Train's local mode; no
+            DDP, resumable from ``<run dir>/last.pth``).
+        use_gpu: one GPU per worker (NCCL backend).
+        sync_bn: SyncBatchNorm across workers (GPU only).
+        address: Ray cluster address (``auto``, ``ray://...``); None starts a local instance unless one
+            is already running in this process.
+        tracking_uri: MLflow tracking URI (default: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
+        experiment: MLflow experiment name.
+        max_failures: worker-group restarts Ray Train may do before the run fails.
+        storage_path: Ray Train storage (checkpoints); default ``<output_dir>/ray``.
+        resource_strategy: "auto", "fits", "overcommit" or "fractional" (see ``plan_resources``).
+        resume: continue an interrupted run (False: delete its checkpoints and start a new MLflow run).
+        log_checkpoints: log best/last checkpoints as MLflow artifacts.
+        tags: extra MLflow tags of the run.
+        parent_run_id: MLflow parent run (ablation trials).
+        run_key: identity of the run in MLflow (default: its absolute run directory).
+        fault_step, fault_marker: fault injection for tests (see ``WorkerSettings``).
+    """
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    sync_bn: bool = False
+    address: str | None = None
+    tracking_uri: str | None = None
+    experiment: str = DEFAULT_EXPERIMENT
+    max_failures: int = 2
+    storage_path: str | None = None
+    resource_strategy: str | None = None
+    resume: bool = True
+    log_checkpoints: bool = True
+    tags: dict[str, str] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    run_key: str | None = None
+    fault_step: int = 0
+    fault_marker: str = ""
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0 or self.max_failures < -1:
+            raise ValueError("num_workers must be >= 0 and max_failures >= -1")
+        if self.sync_bn and not self.use_gpu:
+            raise ValueError("sync_bn needs use_gpu (torch's SyncBatchNorm runs on CUDA only)")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced: final metrics of the primary network, where things are."""
+
+    metrics: dict[str, float]
+    run_id: str
+    tracking_uri: str
+    run_dir: Path
+    resumed: bool
+
+
+def absolute_paths(cfg: ExperimentConfig, cwd: str | Path | None = None) -> ExperimentConfig:
+    """``data.root``, ``output_dir`` and ``model.pretrained`` made absolute against ``cwd``."""
+    base = Path(cwd or os.getcwd())
+
+    def absolute(p: str) -> str:
+        return p if not p or Path(p).is_absolute() else str((base / p).resolve())
+
+    model = dataclasses.replace(cfg.model, pretrained=absolute(cfg.model.pretrained))
+    data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root))
+    return dataclasses.replace(cfg, output_dir=absolute(cfg.output_dir), data=data, model=model)
+
+
+def safe_name(name: str) -> str:
+    """A Ray Train run name from an experiment name (``ablation/trial`` -> ``ablation__trial``)."""
+    return "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name.replace("/", "__"))
+
+
+def _config_changed(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
+    """Top-level config sections that differ from the interrupted run's ``config.json`` ([] if none)."""
+    saved = run_dir / "config.json"
+    if not saved.exists():
+        return []
+    old = json.loads(saved.read_text())
+    new = to_dict(cfg)
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def ensure_ray(options: RunOptions, num_workers: int, driver_cpus: float = 0.0) -> ResourcePlan:
+    """Start (or join) Ray and return the CPU plan for ``num_workers`` workers."""
+    import ray
+
+    if ray.is_initialized():
+        total = ray.cluster_resources().get("CPU", 1.0)
+        return plan_resources(total, num_workers, driver_cpus=driver_cpus, starting_local=False,
+                              strategy=options.resource_strategy,  # type: ignore[arg-type]
+                              physical_cpus=os.cpu_count())
+    local = options.address is None
+    cores = os.cpu_count() or 1
+    if local:
+        plan = plan_resources(cores, num_workers, driver_cpus=driver_cpus, starting_local=True,
+                              strategy=options.resource_strategy)  # type: ignore[arg-type]
+        ray.init(**plan.init_kwargs(), include_dashboard=False, logging_level="WARNING")
+    else:
+        ray.init(address=options.address, logging_level="WARNING")
+        plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), num_workers, driver_cpus=driver_cpus,
+                              starting_local=False, strategy=options.resource_strategy,  # type: ignore[arg-type]
+                              physical_cpus=cores)
+    log.info("Ray resources: %s", plan.reason)
+    return plan
+
+
+def run_training(cfg: ExperimentConfig, options: RunOptions = RunOptions(), plan: ResourcePlan | None = None
+                 ) -> TrainResult:
+    """Train ``cfg`` with Ray Train and track it in MLflow; returns the final metrics.
+
+    Raises:
+        ValueError: the config differs from the interrupted run in the same directory (resume
+            would mix two experiments): pass ``resume=False`` or choose another ``name``.
+        ray.train.TrainingFailedError: the run failed more than ``max_failures`` times (its MLflow run
+            is marked FAILED).
+    """
+    import ray.train
+    from mlflow.tracking import MlflowClient
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    cfg = absolute_paths(cfg)
+    run_dir = cfg.run_dir
+    storage = Path(options.storage_path or Path(cfg.output_dir) / "ray").resolve()
+    ray_name = safe_name(cfg.name)
+    if not options.resume:
+        for d in (run_dir, storage / ray_name):
+            if d.exists():
+                log.info("--no-resume: removing %s", d)
+                shutil.rmtree(d)
+    changed = _config_changed(run_dir, cfg)
+    if changed:
+        raise ValueError(f"{run_dir} holds an interrupted run with a different config (sections: "
+                         f"{', '.join(changed)}): rerun with --no-resume to start over, or change `name`")
+
+    tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = get_or_create_experiment(client, options.experiment, tracking_uri)
+    run_key = options.run_key or str(run_dir)
+    run_id, resumed = start_run(client, experiment_id, run_key, cfg.name, to_dict(cfg), options.tags,
+                                options.parent_run_id, reuse=options.resume)
+    if resumed:
+        log.info("continuing MLflow run %s (%s)", run_id, run_key)
+
+    plan = plan or ensure_ray(options, options.num_workers)
+    settings = WorkerSettings(tracking_uri=tracking_uri, run_id=run_id, use_gpu=options.use_gpu,
+                              torch_threads=plan.torch_threads, sync_bn=options.sync_bn,
+                              log_checkpoints=options.log_checkpoints, resume=options.resume,
+                              fault_step=options.fault_step, fault_marker=options.fault_marker)
+    scaling: dict[str, Any] = {"num_workers": options.num_workers, "use_gpu": options.use_gpu}
+    if options.num_workers > 0:
+        resources = dict(plan.resources_per_worker)
+        if options.use_gpu:
+            resources["GPU"] = 1
+        scaling["resources_per_worker"] = resources
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config(cfg, settings),
+        torch_config=TorchConfig(backend="nccl" if options.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(**scaling),
+        run_config=ray.train.RunConfig(
+            name=ray_name, storage_path=str(storage),
+            failure_config=ray.train.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+    )
+    try:
+        trainer.fit()
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    metrics = json.loads((run_dir / "final_metrics.json").read_text())
+    return TrainResult(metrics=metrics, run_id=run_id, tracking_uri=tracking_uri, run_dir=run_dir, resumed=resumed)

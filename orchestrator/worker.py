@@ -1,0 +1,361 @@
+"""The Ray Train worker loop: one top-down experiment on every worker, DDP across them.
+
+The loop builds the same datasets, method, optimiser and schedule as the plain-PyTorch
+:class:`pose.engine.trainer.Trainer` (``pose.engine.components``) and calls the same step and
+evaluation code (:func:`pose.engine.loop.train_epoch`, :class:`pose.engine.loop.TopDownEvaluator`);
+what it adds is distribution:
+
+* every network of the method is wrapped in ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU;
+  SyncBatchNorm optional on GPUs); the training set is split by a ``DistributedSampler`` (equal step
+  counts on every rank, as DDP needs);
+* validation is split into contiguous ranges that cover every instance exactly once; predictions are
+  gathered and AP is computed once, on rank 0;
+* every epoch ends with ``ray.train.report`` and a checkpoint holding the method, optimiser,
+  scheduler, epoch, step, best AP, collapse monitor and the RNG state of every rank; a replaced worker
+  group (``FailureConfig``) or a rerun of the same command resumes from the latest one;
+* rank 0 logs to the run's MLflow run (metrics per step and per epoch, checkpoints, predictions,
+  config, skeleton images).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from orchestrator.tracking import RunLogger
+from pose.config import from_dict, to_dict
+from pose.data.shards import split_range
+from pose.engine.components import (
+    build_datasets,
+    build_method,
+    build_optimizer,
+    build_scheduler,
+    build_train_stream,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from pose.engine.loop import TopDownEvaluator, to_device, train_epoch
+from pose.experiment import ExperimentConfig
+from pose.methods import CollapseMonitor, Method
+from pose.visualization import pose_grid
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pth"
+RANK_SEED_STRIDE = 7919  # rank r's data-side RNG starts from train.seed + r * stride (networks: train.seed)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What the driver tells every worker besides the experiment config.
+
+    Attributes:
+        tracking_uri, run_id: the MLflow run rank 0 logs to ("" : no MLflow logging).
+        use_gpu: one GPU per worker (NCCL); otherwise CPU (gloo).
+        torch_threads: intra-op threads per worker (0: leave torch's default).
+        sync_bn: convert batch norm to SyncBatchNorm (GPU only).
+        log_checkpoints: log best.pth / last.pth as MLflow artifacts.
+        images_to_draw: validation crops drawn with their predicted skeletons (0: none).
+        resume: without a Ray Train checkpoint (local mode keeps them in memory only), continue from
+            ``<run dir>/last.pth`` when it exists.
+        fault_step, fault_marker: test hook: the last rank kills itself (SIGKILL) at global step
+            ``fault_step`` unless ``fault_marker`` exists, which it creates first (so it happens once).
+    """
+
+    tracking_uri: str = ""
+    run_id: str = ""
+    use_gpu: bool = False
+    torch_threads: int = 0
+    sync_bn: bool = False
+    log_checkpoints: bool = True
+    images_to_draw: int = 8
+    resume: bool = True
+    fault_step: int = 0
+    fault_marker: str = ""
+
+
+def loop_config(cfg: ExperimentConfig, settings: WorkerSettings) -> dict[str, Any]:
+    """The ``train_loop_config`` for :func:`train_loop_per_worker` (plain, picklable dicts)."""
+    return {"experiment": to_dict(cfg), "settings": asdict(settings)}
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point (``TorchTrainer(train_loop_per_worker, train_loop_config=...)``)."""
+    cfg = from_dict(ExperimentConfig, config["experiment"])
+    settings = WorkerSettings(**config["settings"])
+    ctx = ray.train.get_context()
+    WorkerRun(cfg, settings, ctx.get_world_rank(), ctx.get_world_size()).fit()
+
+
+class WorkerRun:
+    """The state and loops of one worker (rank ``rank`` of ``world``)."""
+
+    def __init__(self, cfg: ExperimentConfig, settings: WorkerSettings, rank: int, world: int) -> None:
+        self.cfg, self.settings, self.rank, self.world = cfg, settings, rank, world
+        self.distributed = world > 1 and dist.is_available() and dist.is_initialized()
+        self.device = ray.train.torch.get_device() if settings.use_gpu else torch.device("cpu")
+        if settings.torch_threads > 0:
+            torch.set_num_threads(settings.torch_threads)
+        seed_everything(cfg.train.seed)  # identical initialisation on every rank
+        self.meta = cfg.data.metainfo()
+        self.train_set, self.val_set = build_datasets(cfg, self.meta)
+        self.train_stream = build_train_stream(cfg, self.meta, self.train_set)
+        self.collapse = CollapseMonitor(cfg.method.collapse) if cfg.method.semi_supervised else None
+        self.method = build_method(cfg, self.meta).to(self.device)
+        self.epoch, self.step, self.best_ap = 0, 0, -1.0
+        restored = self._restore()
+        if settings.sync_bn:
+            if self.device.type != "cuda":
+                raise ValueError("sync_bn needs GPU workers (torch's SyncBatchNorm runs on CUDA only)")
+            for name in list(self.method.networks):
+                self.method.networks[name] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method.networks[name])
+            self.method.to(self.device)
+        if cfg.train.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(cfg, self.method)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        if restored is not None:
+            self.optimizer.load_state_dict(restored["optimizer"])
+            self.scheduler.load_state_dict(restored["scheduler"])
+        # DDP wrappers are swapped in for training steps only (:meth:`ddp_networks`): evaluation and
+        # drawing call the plain networks, whose forward is no collective (DDP's forward broadcasts
+        # buffers, and ranks evaluate different numbers of batches).
+        self._ddp: dict[str, DistributedDataParallel] = {}
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = {name: DistributedDataParallel(net, device_ids=ids) for name, net in self.method.networks.items()}
+        self.evaluator = TopDownEvaluator(self.meta, cfg.codec, cfg.test, cfg.data.path(cfg.data.val_ann))
+        self.logger = RunLogger(settings.tracking_uri, settings.run_id) if rank == 0 and settings.run_id else None
+        self.run_dir = cfg.run_dir
+
+    # ------------------------------------------------------------------ checkpoints
+    def _restore(self) -> dict | None:
+        """Load the latest Ray Train checkpoint (if any) into the method and counters; set this rank's RNG."""
+        checkpoint = ray.train.get_checkpoint()
+        state = None
+        last = self.cfg.run_dir / "last.pth"
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                state = torch.load(Path(d) / STATE_FILE, map_location=self.device, weights_only=False)
+        elif self.settings.resume and last.exists():
+            state = torch.load(last, map_location=self.device, weights_only=False)
+        if state is not None:
+            self.method.load_state_dict(state["method"])
+            self.epoch, self.step, self.best_ap = state["epoch"], state["step"], state["best_ap"]
+            if self.collapse is not None and state.get("collapse"):
+                self.collapse.load_state_dict(state["collapse"])
+            log.info("rank %d: resumed from epoch %d, step %d", self.rank, self.epoch, self.step)
+        rngs = state.get("rng") if state else None
+        if rngs is not None and len(rngs) == self.world:
+            set_rng_state(rngs[self.rank])
+        else:  # a fresh run, or a different world size: per-rank streams from (seed, rank, epoch)
+            seed_everything(self.cfg.train.seed + RANK_SEED_STRIDE * self.rank + 104729 * self.epoch)
+        return state
+
+    def state_dict(self, rngs: list[dict]) -> dict:
+        return {
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_ap": self.best_ap,
+            "rng": rngs,
+            "collapse": self.collapse.state_dict() if self.collapse is not None else None,
+            "config": to_dict(self.cfg),
+            "mlflow_run_id": self.settings.run_id,
+        }
+
+    def _gather(self, obj: Any) -> list[Any]:
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def _broadcast(self, obj: Any) -> Any:
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    @contextlib.contextmanager
+    def ddp_networks(self) -> Iterator[None]:
+        """Within the block, ``method.networks`` holds the DDP wrappers (no-op when not distributed)."""
+        plain = dict(self.method.networks)
+        for name, wrapper in self._ddp.items():
+            self.method.networks[name] = wrapper
+        try:
+            yield
+        finally:
+            for name, net in plain.items():
+                self.method.networks[name] = net
+
+    # ------------------------------------------------------------------ data
+    def train_loader(self) -> DataLoader:
+        self.train_stream.set_epoch(self.epoch)
+        sampler = DistributedSampler(self.train_stream, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                     seed=self.cfg.train.seed, drop_last=False)  # pads: equal steps per rank
+        sampler.set_epoch(self.epoch)
+        return DataLoader(self.train_stream, batch_size=self.cfg.train.batch_size, sampler=sampler,
+                          num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+
+    def val_loader(self) -> DataLoader:
+        start, stop = split_range(len(self.val_set), self.world, self.rank)
+        part = Subset(self.val_set, range(start, stop))
+        return DataLoader(part, batch_size=self.cfg.test.batch_size, shuffle=False,
+                          num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+
+    # ------------------------------------------------------------------ loops
+    def _on_step(self, step: int, logs: dict[str, float]) -> None:
+        self._maybe_fail(step)
+        if self.logger is not None:
+            self.logger.log_metrics({f"train/{k}": v for k, v in logs.items()}, step)
+
+    def _each_step(self, step: int, logs: dict[str, float]) -> None:
+        if self.collapse is not None:
+            self.collapse.update(logs)
+        self._maybe_fail(step)
+
+    def _maybe_fail(self, step: int) -> None:
+        s = self.settings
+        if s.fault_step and step == s.fault_step and self.rank == self.world - 1 and not os.path.exists(s.fault_marker):
+            Path(s.fault_marker).write_text(f"rank {self.rank} killed at step {step}\n")
+            log.warning("fault injection: rank %d kills itself at step %d", self.rank, step)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _mean_across_ranks(self, values: dict[str, float]) -> dict[str, float]:
+        if not self.distributed or not values:
+            return values
+        keys = sorted(values)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        dist.all_reduce(t)
+        return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
+
+    def evaluate(self, out_dir: Path | None) -> dict[str, dict[str, float]]:
+        """AP/AR of every evaluated network: each rank predicts its range, rank 0 scores the gathered set."""
+        preds = self.evaluator.predict(self.method, self.val_loader(), self.device, self.cfg.train.channels_last)
+        gathered = self._gather(preds)
+        stats = None
+        if self.rank == 0:
+            from pose.engine.predict import InstancePredictions
+
+            merged = {name: InstancePredictions.concat(p[name] for p in gathered) for name in preds}
+            got = len(merged[self.method.primary])
+            if got != len(self.val_set):
+                raise RuntimeError(f"evaluated {got} of {len(self.val_set)} validation instances")
+            stats = self.evaluator.score(merged, out_dir)
+        return self._broadcast(stats)
+
+    def fit(self) -> None:
+        tc = self.cfg.train
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=2))
+            if self.logger is not None and self.epoch == 0:
+                self.logger.log_dict(to_dict(self.cfg), "config.json")
+        final: dict[str, float] = {}
+        while self.epoch < tc.epochs:
+            t0 = time.perf_counter()
+            with self.ddp_networks():
+                means, self.step = train_epoch(self.method, self.optimizer, self.train_loader(), tc, self.device,
+                                               on_step=self._on_step, start_step=self.step,
+                                               each_step=self._each_step)
+            self.scheduler.step()
+            self.epoch += 1
+            rate = means.pop("images_per_s")
+            metrics = {f"train/{k}": v for k, v in self._mean_across_ranks(means).items()}
+            metrics["train/images_per_s"] = rate * self.world
+            metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
+            metrics["epoch"] = self.epoch
+            metrics["epoch_time_s"] = time.perf_counter() - t0
+            if self.collapse is not None:
+                status = self.collapse.status()
+                metrics.update({f"train/collapse_{k}": v for k, v in status.items() if math.isfinite(v)})
+            improved = False
+            if self.epoch % tc.val_interval == 0 or self.epoch == tc.epochs:
+                stats = self.evaluate(self.run_dir if self.rank == 0 else None)
+                for net, s in stats.items():
+                    metrics.update({f"val/{net}/{k}": v for k, v in s.items()})
+                final = dict(stats[self.method.primary])
+                if final["AP"] > self.best_ap:
+                    self.best_ap, improved = final["AP"], True
+            metrics["val/best_AP"] = self.best_ap
+            self._report(metrics, improved)
+        if not final:  # a rerun of a finished run: evaluate its weights instead of reporting nothing
+            final = dict(self.evaluate(self.run_dir if self.rank == 0 else None)[self.method.primary])
+        if self.rank == 0:
+            self._finish(final)
+
+    def _report(self, metrics: dict[str, float], improved: bool) -> None:
+        """Checkpoint (rank 0 writes, every rank reports: ``ray.train.report`` is a barrier) and log."""
+        rngs = self._gather(rng_state())
+        if self.rank != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        state = self.state_dict(rngs)
+        with tempfile.TemporaryDirectory(prefix="poselab-ckpt-") as tmp:
+            torch.save(state, Path(tmp) / STATE_FILE)
+            last = self.run_dir / "last.pth"
+            torch.save(state, last.with_suffix(".tmp"))
+            last.with_suffix(".tmp").replace(last)
+            if improved:
+                best = self.run_dir / "best.pth"
+                torch.save(state, best.with_suffix(".tmp"))
+                best.with_suffix(".tmp").replace(best)
+            if self.logger is not None:
+                self.logger.log_metrics(metrics, self.step)
+                if improved and self.settings.log_checkpoints:
+                    self.logger.log_artifact(self.run_dir / "best.pth", "checkpoints")
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    def _finish(self, final: dict[str, float]) -> None:
+        """Rank 0: final metrics, last checkpoint, predictions, skeleton images to MLflow."""
+        final = {**final, "best_AP": self.best_ap}
+        (self.run_dir / "final_metrics.json").write_text(json.dumps(final, indent=2))
+        if self.logger is None:
+            return
+        self.logger.log_metrics({f"final/{k}": v for k, v in final.items()}, self.step)
+        if self.settings.log_checkpoints and (self.run_dir / "last.pth").exists():
+            self.logger.log_artifact(self.run_dir / "last.pth", "checkpoints")
+        for path in sorted(self.run_dir.glob("results_*.json")):
+            self.logger.log_artifact(path, "predictions")
+        if self.settings.images_to_draw > 0:
+            path = self.draw_predictions(self.settings.images_to_draw)
+            self.logger.log_artifact(path, "images")
+
+    @torch.no_grad()
+    def draw_predictions(self, count: int) -> Path:
+        """The first ``count`` validation crops with the primary network's skeletons -> a PNG in the run dir."""
+        batch = next(iter(DataLoader(Subset(self.val_set, range(min(count, len(self.val_set)))),
+                                     batch_size=count, shuffle=False)))
+        self.method.eval()
+        images = to_device({"image": batch["image"]}, self.device)["image"]
+        heatmaps = self.method.predict(self.method.normalizer(images))[self.method.primary]
+        coords, scores = self.cfg.codec.decode(heatmaps.float().cpu())
+        grid = pose_grid(batch["image"].numpy(), np.asarray(coords), np.asarray(scores), self.meta,
+                         threshold=self.cfg.test.in_vis_threshold)
+        path = self.run_dir / f"predictions_{self.method.primary}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        return path

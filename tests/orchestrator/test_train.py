@@ -1,0 +1,136 @@
+"""Ray Train runs tracked in MLflow: local mode for the logic, two gloo workers for DDP and fault
+tolerance (each multi-worker run costs tens of seconds on 2 cores, so there are two)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from orchestrator.train import RunOptions, absolute_paths, run_training
+from orchestrator.worker import STATE_FILE, WorkerRun, WorkerSettings
+from pose.config import apply_overrides
+from pose.engine.components import rng_state, seed_everything
+from pose.presets import get_preset
+
+
+def _config(coco_mini, out_dir, kind: str, name: str, *extra: str):
+    return apply_overrides(get_preset("synth-r18-128x96").config, [
+        f"data.root={coco_mini}", "data.train_ann=annotations/person_keypoints_val2017.json",
+        "data.train_images=images/val2017", "data.val_ann=annotations/person_keypoints_val2017.json",
+        "data.val_images=images/val2017", "data.num_workers=0", "codec.input_size=[64,96]",
+        "codec.heatmap_size=[16,24]", f"output_dir={out_dir}", "test.batch_size=5", f"method.kind={kind}",
+        "data.num_labeled=5", "model.deconv_channels=32", "train.epochs=2", "train.batch_size=4",
+        "train.lr_steps=[1]", f"name={name}", "train.log_interval=1", *extra])
+
+
+def _runs(client: MlflowClient, experiment: str):
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id, path)}
+
+
+def _check_tracked(client: MlflowClient, run_id: str, nets: list[str], epochs: int) -> None:
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == str(epochs) and "method.kind" in run.data.params
+    history = client.get_metric_history(run_id, "train/loss")
+    assert len(history) >= epochs + 1  # per step and per epoch
+    assert [m.value for m in client.get_metric_history(run_id, "epoch")] == list(range(1, epochs + 1))
+    for net in nets:
+        assert f"val/{net}/AP" in run.data.metrics and f"val/{net}/AR" in run.data.metrics
+    assert {"final/AP", "final/best_AP", "train/images_per_s", "train/lr"} <= set(run.data.metrics)
+    assert {"checkpoints", "config.json", "images", "predictions"} <= _artifacts(client, run_id)
+    assert {"checkpoints/best.pth", "checkpoints/last.pth"} <= _artifacts(client, run_id, "checkpoints")
+    assert {f"predictions/results_{n}.json" for n in nets} == _artifacts(client, run_id, "predictions")
+
+
+def test_local_mode_run_is_tracked_and_a_rerun_continues_it(ray_session, coco_mini, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = _config(coco_mini, tmp_path / "runs", "posecons", "local")
+    opts = RunOptions(num_workers=0, tracking_uri=uri, experiment="local")
+    first = run_training(cfg, opts, plan=ray_session)
+    client = MlflowClient(uri)
+    _check_tracked(client, first.run_id, ["net"], epochs=2)
+    assert "train/collapse_collapsed" in client.get_run(first.run_id).data.metrics
+    state = torch.load(first.run_dir / "last.pth", weights_only=False)
+    assert state["epoch"] == 2 and state["mlflow_run_id"] == first.run_id and len(state["rng"]) == 1
+
+    again = run_training(cfg, opts, plan=ray_session)  # rerun of a finished run: same MLflow run, no training
+    assert again.resumed and again.run_id == first.run_id and len(_runs(client, "local")) == 1
+    assert again.metrics["AP"] == pytest.approx(first.metrics["AP"])
+    assert torch.load(first.run_dir / "last.pth", weights_only=False)["step"] == state["step"]
+
+    changed = apply_overrides(cfg, ["train.lr=0.01"])
+    with pytest.raises(ValueError, match="different config"):
+        run_training(changed, opts, plan=ray_session)
+    fresh = run_training(changed, RunOptions(num_workers=0, tracking_uri=uri, experiment="local", resume=False),
+                         plan=ray_session)
+    assert not fresh.resumed and fresh.run_id != first.run_id and len(_runs(client, "local")) == 2
+
+
+def test_two_gloo_workers_train_supervised_with_ddp(ray_session, coco_mini, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = _config(coco_mini, tmp_path / "runs", "supervised", "ddp")
+    result = run_training(cfg, RunOptions(num_workers=2, tracking_uri=uri, experiment="ddp"), plan=ray_session)
+    client = MlflowClient(uri)
+    _check_tracked(client, result.run_id, ["net"], epochs=2)
+    # the two workers' validation ranges were gathered (evaluate() checks every instance came back once)
+    assert json.loads((result.run_dir / "results_net.json").read_text())
+    assert (tmp_path / "runs" / "ray" / "ddp").is_dir()  # Ray Train's checkpoints
+
+
+def test_a_killed_worker_is_replaced_and_posedual_resumes_under_the_same_mlflow_run(ray_session, coco_mini,
+                                                                                   tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # 12 unlabeled instances, 2 ranks x 4 per step: 2 steps per epoch; step 3 is in epoch 2
+    cfg = _config(coco_mini, tmp_path / "runs", "posedual", "fault", "train.epochs=3")
+    marker = tmp_path / "killed"
+    opts = RunOptions(num_workers=2, tracking_uri=uri, experiment="fault", max_failures=1, fault_step=3,
+                      fault_marker=str(marker))
+    result = run_training(cfg, opts, plan=ray_session)
+    assert marker.read_text().startswith("rank 1 killed at step 3")
+    client = MlflowClient(uri)
+    assert [r.info.run_id for r in _runs(client, "fault")] == [result.run_id]
+    _check_tracked(client, result.run_id, ["net1", "net2", "mean"], epochs=3)
+    state = torch.load(result.run_dir / "last.pth", weights_only=False)
+    assert state["epoch"] == 3 and state["step"] == 6 and len(state["rng"]) == 2
+
+
+def test_checkpoint_round_trip_restores_every_state(coco_mini, tmp_path, monkeypatch):
+    import ray.train
+
+    cfg = absolute_paths(_config(coco_mini, tmp_path / "runs", "posedual", "roundtrip"))
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
+    settings = WorkerSettings(resume=False, images_to_draw=0)
+    run = WorkerRun(cfg, settings, rank=0, world=1)
+    with run.ddp_networks():
+        from pose.engine.loop import train_epoch
+
+        _, run.step = train_epoch(run.method, run.optimizer, run.train_loader(), cfg.train, run.device,
+                                  each_step=run._each_step)
+    run.scheduler.step()
+    run.epoch, run.best_ap = 1, 0.25
+    seed_everything(123)
+    state = run.state_dict([rng_state()])
+    expected_draw = torch.rand(3)
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    torch.save(state, ckpt_dir / STATE_FILE)
+
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: ray.train.Checkpoint.from_directory(str(ckpt_dir)))
+    back = WorkerRun(cfg, settings, rank=0, world=1)
+    assert torch.equal(torch.rand(3), expected_draw)  # this rank's RNG state
+    assert (back.epoch, back.step, back.best_ap) == (1, run.step, 0.25)
+    for k, v in run.method.state_dict().items():
+        assert torch.equal(back.method.state_dict()[k], v), k
+    assert back.scheduler.state_dict() == run.scheduler.state_dict()
+    assert back.optimizer.param_groups[0]["lr"] == run.optimizer.param_groups[0]["lr"]
+    for a, b in zip(run.optimizer.state_dict()["state"].values(), back.optimizer.state_dict()["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert back.collapse.state_dict() == run.collapse.state_dict() and len(run.collapse.state_dict()["values"]) > 0

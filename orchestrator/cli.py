@@ -1,0 +1,101 @@
+"""The ``poselab`` command: pose's sub-commands plus the Ray/MLflow ones (``train`` through Ray Train,
+``ablation``, ``table``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pose.cli import load_experiment
+from pose.cli import main as pose_main
+from pose.config import to_dict
+
+
+def mlflow_ui_hint(tracking_uri: str) -> str:
+    """The command that opens the MLflow UI on ``tracking_uri``."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {tracking_uri} in a browser"
+    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1  (then open http://127.0.0.1:5000)"
+
+
+def add_ray_arguments(p: argparse.ArgumentParser, workers_default: int = 1) -> None:
+    """Options shared by the Ray-backed commands (where and how the training runs are tracked)."""
+    g = p.add_argument_group("Ray and MLflow")
+    g.add_argument("--workers", type=int, default=workers_default,
+                   help=f"Ray Train workers per run (default {workers_default}; 0: in-process local mode, no DDP)")
+    g.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
+    g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPU workers")
+    g.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance, "
+                                                    "or join the one `ray job submit` runs in)")
+    g.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
+    g.add_argument("--experiment", default="poselab", help="MLflow experiment name (default poselab)")
+    g.add_argument("--max-failures", type=int, default=2, help="worker-group restarts before a run fails")
+    g.add_argument("--storage", default=None, help="Ray Train checkpoint storage (default: <output_dir>/ray)")
+    g.add_argument("--resource-strategy", default=None, choices=["auto", "fits", "overcommit", "fractional"],
+                   help="how Train workers and data loading share CPUs (default auto)")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train one top-down experiment with Ray Train, tracked in MLflow",
+        description="Train one experiment from a preset name (see `poselab presets`) or a JSON/YAML config "
+                    "file through Ray Train (DDP across --workers), logging to MLflow. key=value arguments "
+                    "override any config field; nested fields use dots, e.g. train.epochs=2. Rerunning the "
+                    "same command resumes an interrupted run (same checkpoints, same MLflow run).")
+    p.add_argument("config", help="preset name or config file (.json/.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=0.002")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over: delete the run's checkpoints and open a new MLflow run")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--engine", choices=["ray", "plain"], default="ray",
+                   help="ray (default) or plain: single-process PyTorch without Ray or MLflow")
+    add_ray_arguments(p)
+    p.set_defaults(func=_run_train)
+
+
+def run_options_from_args(args: argparse.Namespace, **extra):
+    from orchestrator.train import RunOptions
+
+    return RunOptions(num_workers=args.workers, use_gpu=args.gpu, sync_bn=args.sync_bn, address=args.address,
+                      tracking_uri=args.tracking_uri, experiment=args.experiment, max_failures=args.max_failures,
+                      storage_path=args.storage, resource_strategy=args.resource_strategy, **extra)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    cfg = load_experiment(args.config, args.overrides)
+    if args.print_config:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    if args.engine == "plain":
+        from pose.engine.trainer import Trainer
+
+        final = Trainer(cfg, resume=not args.no_resume).fit()
+        print(json.dumps({k: round(v, 4) for k, v in final.items()}))
+        return 0
+    from orchestrator.train import run_training
+
+    import ray.train
+
+    try:
+        result = run_training(cfg, run_options_from_args(args, resume=not args.no_resume))
+    except ray.train.TrainingFailedError as e:
+        print(f"poselab train: the run failed (after --max-failures={args.max_failures} restarts): {e}",
+              file=sys.stderr)
+        return 1
+    print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
+    print(f"MLflow run {result.run_id} ({'resumed' if result.resumed else 'new'}) in experiment "
+          f"'{args.experiment}'; checkpoints in {result.run_dir}")
+    print(f"view it: {mlflow_ui_hint(result.tracking_uri)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from orchestrator.table import add_table_subcommand
+
+    return pose_main(argv, extensions=[_add_train, add_table_subcommand])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

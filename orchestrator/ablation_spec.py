@@ -14,6 +14,8 @@ axes whose every combination is one trial::
       seed: [0, 1, 2]
       train.lr: [0.001]                       # any dotted ExperimentConfig field is an axis too
     metric: AP                                # the table's main statistic (default AP)
+    scheduler: fifo                           # fifo (default: every trial runs to the end) or asha
+    stop_collapsed: false                     # stop trials the collapse rule flags (labelled in the table)
 
 Named axes: ``method`` -> ``method.kind``, ``label_budget`` -> ``data.num_labeled``, ``seed`` ->
 ``train.seed`` and ``augmentation`` -> a bundle of :data:`AUGMENTATIONS` applied to ``method.hard``.
@@ -43,7 +45,7 @@ from pose.config import ConfigError, from_dict, load_config_file, to_dict
 from pose.experiment import ExperimentConfig
 from pose.methods.hard_view import HardViewConfig
 
-SPEC_KEYS = ("name", "preset", "config", "overrides", "axes", "metric")
+SPEC_KEYS = ("name", "preset", "config", "overrides", "axes", "metric", "scheduler", "stop_collapsed")
 """The top-level keys of a spec; any other key is an error."""
 
 AXIS_FIELDS: dict[str, str] = {
@@ -170,6 +172,10 @@ class AblationSpec:
         axes: (axis name, values) pairs in spec order; values as written in the spec.
         metric: the table's main statistic (a ``final/<metric>`` of the trials, e.g. "AP").
         source: the spec file (or "<dict>").
+        scheduler: "fifo" (a controlled ablation: no trial is pruned) or "asha" (hyper-parameter
+            sweeps: early stopping on the validation metric).
+        stop_collapsed: stop a semi-supervised trial once the collapse monitor flags it; it is
+            marked collapsed in the table either way.
     """
 
     name: str
@@ -178,6 +184,8 @@ class AblationSpec:
     axes: tuple[tuple[str, tuple[Any, ...]], ...]
     metric: str = "AP"
     source: str = "<dict>"
+    scheduler: str = "fifo"
+    stop_collapsed: bool = False
 
     @property
     def axis_names(self) -> list[str]:
@@ -219,6 +227,13 @@ class AblationSpec:
         if not isinstance(metric, str) or not metric:
             raise fail(f"'metric' must be a statistic name such as AP (got {metric!r})")
 
+        scheduler = data.get("scheduler", "fifo")
+        if scheduler not in ("fifo", "asha"):
+            raise fail(f"'scheduler' must be fifo or asha (got {scheduler!r})")
+        stop_collapsed = data.get("stop_collapsed", False)
+        if not isinstance(stop_collapsed, bool):
+            raise fail(f"'stop_collapsed' must be true or false (got {stop_collapsed!r})")
+
         base = cls._base_config(data, base_dir, fail)
         overrides = data.get("overrides") or {}
         if not isinstance(overrides, dict):
@@ -235,7 +250,7 @@ class AblationSpec:
 
         axes = cls._parse_axes(data.get("axes"), list(overrides), base, fail)
         return cls(name=name, base=base, overrides=tuple(overrides.items()), axes=axes, metric=metric,
-                   source=source)
+                   source=source, scheduler=scheduler, stop_collapsed=stop_collapsed)
 
     @staticmethod
     def _base_config(data: dict, base_dir: str | Path | None,

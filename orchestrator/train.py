@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ class RunOptions:
         resource_strategy: "auto", "fits", "overcommit" or "fractional" (see ``plan_resources``).
         resume: continue an interrupted run (False: delete its checkpoints and start a new MLflow run).
         log_checkpoints: log best/last checkpoints as MLflow artifacts.
+        stop_on_collapse: end a semi-supervised run once the collapse monitor flags it.
         tags: extra MLflow tags of the run.
         parent_run_id: MLflow parent run (ablation trials).
         run_key: identity of the run in MLflow (default: its absolute run directory).
@@ -69,6 +71,7 @@ class RunOptions:
     resource_strategy: str | None = None
     resume: bool = True
     log_checkpoints: bool = True
+    stop_on_collapse: bool = False
     tags: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None
     run_key: str | None = None
@@ -144,9 +147,14 @@ def ensure_ray(options: RunOptions, num_workers: int, driver_cpus: float = 0.0) 
     return plan
 
 
-def run_training(cfg: ExperimentConfig, options: RunOptions = RunOptions(), plan: ResourcePlan | None = None
-                 ) -> TrainResult:
+def run_training(cfg: ExperimentConfig, options: RunOptions = RunOptions(), plan: ResourcePlan | None = None,
+                 callbacks: Sequence[Any] = (), in_tune_trial: bool = False) -> TrainResult:
     """Train ``cfg`` with Ray Train and track it in MLflow; returns the final metrics.
+
+    ``plan`` (default: :func:`ensure_ray`'s) sizes the workers; ``callbacks`` are Ray Train
+    ``UserCallback`` s (e.g. Tune's ``TuneReportCallback`` inside an ablation trial). With
+    ``in_tune_trial`` and ``num_workers=0`` the loop runs in the calling Tune trial's process and
+    reports to Tune (Ray Train's local mode is not usable inside a Tune function).
 
     Raises:
         ValueError: the config differs from the interrupted run in the same directory (resume
@@ -154,9 +162,7 @@ def run_training(cfg: ExperimentConfig, options: RunOptions = RunOptions(), plan
         ray.train.TrainingFailedError: the run failed more than ``max_failures`` times (its MLflow run
             is marked FAILED).
     """
-    import ray.train
     from mlflow.tracking import MlflowClient
-    from ray.train.torch import TorchConfig, TorchTrainer
 
     cfg = absolute_paths(cfg)
     run_dir = cfg.run_dir
@@ -185,14 +191,41 @@ def run_training(cfg: ExperimentConfig, options: RunOptions = RunOptions(), plan
     settings = WorkerSettings(tracking_uri=tracking_uri, run_id=run_id, use_gpu=options.use_gpu,
                               torch_threads=plan.torch_threads, sync_bn=options.sync_bn,
                               log_checkpoints=options.log_checkpoints, resume=options.resume,
+                              stop_on_collapse=options.stop_on_collapse,
                               fault_step=options.fault_step, fault_marker=options.fault_marker)
+    if in_tune_trial and options.num_workers == 0:
+        from orchestrator.worker import TuneSession
+
+        def execute() -> None:
+            train_loop_per_worker(loop_config(cfg, settings), session=TuneSession())
+    else:
+        trainer = _torch_trainer(cfg, settings, options, plan, storage, ray_name, callbacks)
+
+        def execute() -> None:
+            trainer.fit()
+    try:
+        execute()
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    metrics = json.loads((run_dir / "final_metrics.json").read_text())
+    return TrainResult(metrics=metrics, run_id=run_id, tracking_uri=tracking_uri, run_dir=run_dir, resumed=resumed)
+
+
+def _torch_trainer(cfg: ExperimentConfig, settings: WorkerSettings, options: RunOptions, plan: ResourcePlan,
+                   storage: Path, ray_name: str, callbacks: Sequence[Any]):
+    """The ``TorchTrainer``: deterministic ``(storage_path, name)`` so a rerun restores its checkpoint."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
     scaling: dict[str, Any] = {"num_workers": options.num_workers, "use_gpu": options.use_gpu}
     if options.num_workers > 0:
         resources = dict(plan.resources_per_worker)
         if options.use_gpu:
             resources["GPU"] = 1
         scaling["resources_per_worker"] = resources
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config(cfg, settings),
         torch_config=TorchConfig(backend="nccl" if options.use_gpu else "gloo"),
@@ -200,13 +233,5 @@ def run_training(cfg: ExperimentConfig, options: RunOptions = RunOptions(), plan
         run_config=ray.train.RunConfig(
             name=ray_name, storage_path=str(storage),
             failure_config=ray.train.FailureConfig(max_failures=options.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), callbacks=list(callbacks)),
     )
-    try:
-        trainer.fit()
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
-    metrics = json.loads((run_dir / "final_metrics.json").read_text())
-    return TrainResult(metrics=metrics, run_id=run_id, tracking_uri=tracking_uri, run_dir=run_dir, resumed=resumed)

@@ -41,6 +41,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from orchestrator.table import TAG_COLLAPSED
 from orchestrator.tracking import RunLogger
 from pose.config import from_dict, to_dict
 from pose.data.shards import split_range
@@ -78,6 +79,8 @@ class WorkerSettings:
         images_to_draw: validation crops drawn with their predicted skeletons (0: none).
         resume: without a Ray Train checkpoint (local mode keeps them in memory only), continue from
             ``<run dir>/last.pth`` when it exists.
+        stop_on_collapse: end training after the epoch in which the collapse monitor flags the run
+            (semi-supervised methods); the MLflow tag ``poselab.collapsed`` records the flag either way.
         fault_step, fault_marker: test hook: the last rank kills itself (SIGKILL) at global step
             ``fault_step`` unless ``fault_marker`` exists, which it creates first (so it happens once).
     """
@@ -90,6 +93,7 @@ class WorkerSettings:
     log_checkpoints: bool = True
     images_to_draw: int = 8
     resume: bool = True
+    stop_on_collapse: bool = False
     fault_step: int = 0
     fault_marker: str = ""
 
@@ -99,21 +103,62 @@ def loop_config(cfg: ExperimentConfig, settings: WorkerSettings) -> dict[str, An
     return {"experiment": to_dict(cfg), "settings": asdict(settings)}
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point (``TorchTrainer(train_loop_per_worker, train_loop_config=...)``)."""
+class TrainSession:
+    """Checkpoints and reports through Ray Train (``TorchTrainer`` workers, and its local mode)."""
+
+    def rank_and_world(self) -> tuple[int, int]:
+        ctx = ray.train.get_context()
+        return ctx.get_world_rank(), ctx.get_world_size()
+
+    def latest_checkpoint(self):
+        return ray.train.get_checkpoint()
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+class TuneSession:
+    """Checkpoints and reports through Ray Tune, for a trial that trains in its own process (one
+    worker, no ``TorchTrainer``: Ray Train's API is not available inside a Tune function)."""
+
+    def rank_and_world(self) -> tuple[int, int]:
+        return 0, 1
+
+    def latest_checkpoint(self):
+        import ray.tune
+
+        return ray.tune.get_checkpoint()
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        import ray.tune
+
+        checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.tune.report(metrics, checkpoint=checkpoint)
+
+
+def train_loop_per_worker(config: dict[str, Any], session: TrainSession | TuneSession | None = None) -> None:
+    """Ray Train entry point (``TorchTrainer(train_loop_per_worker, train_loop_config=...)``); with a
+    :class:`TuneSession`, the body of a single-process Tune trial."""
     cfg = from_dict(ExperimentConfig, config["experiment"])
     settings = WorkerSettings(**config["settings"])
-    ctx = ray.train.get_context()
-    WorkerRun(cfg, settings, ctx.get_world_rank(), ctx.get_world_size()).fit()
+    session = session or TrainSession()
+    rank, world = session.rank_and_world()
+    WorkerRun(cfg, settings, rank, world, session).fit()
 
 
 class WorkerRun:
     """The state and loops of one worker (rank ``rank`` of ``world``)."""
 
-    def __init__(self, cfg: ExperimentConfig, settings: WorkerSettings, rank: int, world: int) -> None:
+    def __init__(self, cfg: ExperimentConfig, settings: WorkerSettings, rank: int, world: int,
+                 session: TrainSession | TuneSession | None = None) -> None:
         self.cfg, self.settings, self.rank, self.world = cfg, settings, rank, world
+        self.session = session or TrainSession()
         self.distributed = world > 1 and dist.is_available() and dist.is_initialized()
-        self.device = ray.train.torch.get_device() if settings.use_gpu else torch.device("cpu")
+        if not settings.use_gpu:
+            self.device = torch.device("cpu")
+        else:  # Ray Train assigns each worker its GPU; a Tune trial process sees the one it holds
+            self.device = ray.train.torch.get_device() if isinstance(self.session, TrainSession) else torch.device("cuda")
         if settings.torch_threads > 0:
             torch.set_num_threads(settings.torch_threads)
         seed_everything(cfg.train.seed)  # identical initialisation on every rank
@@ -150,8 +195,8 @@ class WorkerRun:
 
     # ------------------------------------------------------------------ checkpoints
     def _restore(self) -> dict | None:
-        """Load the latest Ray Train checkpoint (if any) into the method and counters; set this rank's RNG."""
-        checkpoint = ray.train.get_checkpoint()
+        """Load the latest Ray Train/Tune checkpoint (if any) into the method and counters; set this rank's RNG."""
+        checkpoint = self.session.latest_checkpoint()
         state = None
         last = self.cfg.run_dir / "last.pth"
         if checkpoint is not None:
@@ -303,16 +348,25 @@ class WorkerRun:
                     self.best_ap, improved = final["AP"], True
             metrics["val/best_AP"] = self.best_ap
             self._report(metrics, improved)
+            if self.settings.stop_on_collapse and self.collapsed:
+                log.warning("epoch %d: the run collapsed; stopping it (stop_on_collapse)", self.epoch)
+                if not final:
+                    final = dict(self.evaluate(self.run_dir if self.rank == 0 else None)[self.method.primary])
+                break
         if not final:  # a rerun of a finished run: evaluate its weights instead of reporting nothing
             final = dict(self.evaluate(self.run_dir if self.rank == 0 else None)[self.method.primary])
         if self.rank == 0:
             self._finish(final)
 
+    @property
+    def collapsed(self) -> bool:
+        return self.collapse is not None and bool(self.collapse.status()["collapsed"])
+
     def _report(self, metrics: dict[str, float], improved: bool) -> None:
         """Checkpoint (rank 0 writes, every rank reports: ``ray.train.report`` is a barrier) and log."""
         rngs = self._gather(rng_state())
         if self.rank != 0:
-            ray.train.report(metrics, checkpoint=None)
+            self.session.report(metrics, None)
             return
         state = self.state_dict(rngs)
         with tempfile.TemporaryDirectory(prefix="poselab-ckpt-") as tmp:
@@ -328,7 +382,7 @@ class WorkerRun:
                 self.logger.log_metrics(metrics, self.step)
                 if improved and self.settings.log_checkpoints:
                     self.logger.log_artifact(self.run_dir / "best.pth", "checkpoints")
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            self.session.report(metrics, tmp)
 
     def _finish(self, final: dict[str, float]) -> None:
         """Rank 0: final metrics, last checkpoint, predictions, skeleton images to MLflow."""
@@ -337,6 +391,7 @@ class WorkerRun:
         if self.logger is None:
             return
         self.logger.log_metrics({f"final/{k}": v for k, v in final.items()}, self.step)
+        self.logger.set_tags({TAG_COLLAPSED: "true" if self.collapsed else "false"})
         if self.settings.log_checkpoints and (self.run_dir / "last.pth").exists():
             self.logger.log_artifact(self.run_dir / "last.pth", "checkpoints")
         for path in sorted(self.run_dir.glob("results_*.json")):

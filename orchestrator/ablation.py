@@ -1,0 +1,212 @@
+"""An ablation: a grid of training runs scheduled by Ray Tune, tracked as one MLflow parent run with a
+child run per trial, summarised as a paper-style table.
+
+Each Tune trial is a function that runs one training (:func:`orchestrator.train.run_training`, a
+``TorchTrainer`` inside the trial: the Train-inside-Tune pattern of Ray Train V2; a Trainer is never
+passed to the Tuner). Everything is keyed deterministically, so rerunning the same command after the
+driver was killed resumes: ``Tuner.restore`` skips finished trials and restarts unfinished ones,
+whose trainings continue from their checkpoints and their MLflow child runs; the parent run is found
+again by its key.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from orchestrator.ablation_spec import AblationSpec, GridPlan, Trial, expand_grid
+from orchestrator.resources import ResourcePlan
+from orchestrator.table import (
+    build_table,
+    collect_trials,
+    format_text,
+    log_table,
+    parent_tags,
+    table_numbers,
+    to_markdown,
+    trial_tags,
+)
+from orchestrator.tracking import get_or_create_experiment, resolve_tracking_uri, start_run
+from orchestrator.train import RunOptions, absolute_paths, run_training, safe_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AblationOptions:
+    """Where and how the trials run.
+
+    Attributes:
+        workers: Ray Train workers per trial (0: the training runs in the trial's own process, Ray
+            Train's local mode: no extra actors, the cheapest on a laptop).
+        use_gpu: one GPU per worker.
+        cpus_per_trial: CPUs a trial holds (default: 1 in local mode, else ``workers`` + 0.1 for
+            the trial driver); with the cluster's CPUs this sets ``max_concurrent_trials``.
+        max_concurrent_trials: override the derived concurrency.
+        tracking_uri, experiment: MLflow store and experiment.
+        storage_path: Tune state and Ray Train checkpoints (default ``<output_dir>/tune``).
+        output_dir: where trial run directories go (overrides the spec's config).
+        max_failures: per trial.
+        restart: ignore a previous interrupted ablation of the same name and start over.
+    """
+
+    workers: int = 0
+    use_gpu: bool = False
+    cpus_per_trial: float | None = None
+    max_concurrent_trials: int | None = None
+    tracking_uri: str | None = None
+    experiment: str = "poselab"
+    storage_path: str | None = None
+    output_dir: str | None = None
+    max_failures: int = 1
+    restart: bool = False
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+def concurrency(cluster_cpus: float, cpus_per_trial: float, trials: int) -> int:
+    """Trials that fit side by side (at least 1, at most ``trials``)."""
+    return max(1, min(trials, int(math.floor(cluster_cpus / cpus_per_trial + 1e-9))))
+
+
+def _trial_fn(config: dict[str, Any]) -> None:
+    """One Tune trial: one training run, tracked as a child of the ablation's MLflow run."""
+    import ray.tune
+
+    trial = Trial.from_dict(config["trial"])
+    ctx = config["context"]
+    plan = ResourcePlan(**ctx["plan"])
+    options = RunOptions(**ctx["run_options"], parent_run_id=ctx["parent_run_id"],
+                         run_key=f"{ctx['parent_key']}/{trial.trial_id}",
+                         tags={**trial_tags(ctx["parent_run_id"], trial.trial_id, trial.axes), **ctx["tags"]})
+    callbacks = []
+    if options.num_workers > 0:  # Train reports (every epoch) reach Tune and its scheduler
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        callbacks.append(TuneReportCallback())
+    result = run_training(trial.config, options, plan=plan, callbacks=callbacks, in_tune_trial=True)
+    ray.tune.report({**{f"final/{k}": v for k, v in result.metrics.items()}, "done": True,
+                     "mlflow_run_id": result.run_id})
+
+
+class _StatusPrinter:
+    """Prints one line per trial event (start, epoch result, end) with the trial's axes."""
+
+    def __new__(cls, total: int):
+        from ray.tune import Callback
+
+        class Printer(Callback):
+            def __init__(self) -> None:
+                self.t0 = time.monotonic()
+                self.done = 0
+
+            def _say(self, trial, text: str) -> None:
+                tid = trial.config.get("trial", {}).get("trial_id", trial.trial_id)
+                print(f"[{time.monotonic() - self.t0:6.0f}s] {tid}: {text}", flush=True)
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                self._say(trial, "started")
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                if "final/AP" in result:
+                    return
+                ap = result.get("val/best_AP")
+                self._say(trial, f"epoch {result.get('epoch', '?')} best AP {ap:.3f}" if ap is not None else
+                          f"epoch {result.get('epoch', '?')}")
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                self.done += 1
+                r = trial.last_result or {}
+                ap = r.get("final/AP")
+                self._say(trial, f"finished ({self.done}/{total})" + (f" AP {ap:.3f}" if ap is not None else ""))
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                self.done += 1
+                self._say(trial, f"FAILED ({self.done}/{total}): {trial.error_file or ''}")
+
+        return Printer()
+
+
+def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions()) -> str:
+    """Run (or resume) the grid of ``spec``; log and return the table text.
+
+    Ray must be initialised by the caller (``ray.init`` locally, or the cluster the job runs on).
+    """
+    import ray
+    import ray.tune
+    from mlflow.tracking import MlflowClient
+
+    plan: GridPlan = expand_grid(spec)
+    if plan.skipped:
+        print(plan.skipped_summary(), flush=True)
+    out_dir = options.output_dir or spec.base.output_dir
+    trials = [replace(t, config=absolute_paths(replace(t.config, output_dir=out_dir))) for t in plan.trials]
+    storage = Path(options.storage_path or Path(out_dir) / "tune").resolve()
+    tune_name = safe_name(spec.name)
+
+    tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = get_or_create_experiment(client, options.experiment, tracking_uri)
+    parent_key = f"ablation:{storage / tune_name}"
+    restoring = ray.tune.Tuner.can_restore(str(storage / tune_name)) and not options.restart
+    parent_id, resumed = start_run(client, experiment_id, parent_key, spec.name,
+                                   params={"spec": spec.source, "trials": len(trials), "axes": spec.axis_names},
+                                   tags={**parent_tags(spec.name, spec.axis_names), **options.extra_tags},
+                                   reuse=restoring)
+    print(f"ablation {spec.name}: {len(trials)} trials ({'resuming' if restoring else 'new'}; MLflow parent run "
+          f"{parent_id} in experiment '{options.experiment}')", flush=True)
+
+    cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
+    cpus_per_trial = options.cpus_per_trial or (1.0 if options.workers == 0 else options.workers + 0.1)
+    limit = options.max_concurrent_trials or concurrency(cluster_cpus, cpus_per_trial, len(trials))
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // limit) if options.workers == 0 else max(1, cores // max(limit * options.workers, 1))
+    trial_plan = ResourcePlan("fits", None, 1.0, 0.0, threads,
+                              f"{limit} concurrent trials x {cpus_per_trial:g} CPUs on {cluster_cpus:g}")
+    print(f"running up to {limit} trials at once ({trial_plan.reason}; {threads} torch threads each)", flush=True)
+
+    run_options = dict(num_workers=options.workers, use_gpu=options.use_gpu, tracking_uri=tracking_uri,
+                       experiment=options.experiment, max_failures=options.max_failures,
+                       storage_path=str(storage / tune_name / "train"), stop_on_collapse=spec.stop_collapsed)
+    context = {"parent_run_id": parent_id, "parent_key": parent_key, "plan": asdict(trial_plan),
+               "run_options": run_options, "tags": dict(options.extra_tags)}
+    trainable = ray.tune.with_resources(_trial_fn, {"CPU": cpus_per_trial if options.workers == 0 else 0.1})
+    scheduler = None
+    if spec.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(time_attr="epoch", metric="val/best_AP", mode="max",
+                                  max_t=max(t.config.train.epochs for t in trials), grace_period=1)
+    if restoring:
+        tuner = ray.tune.Tuner.restore(str(storage / tune_name), trainable, resume_unfinished=True,
+                                       resume_errored=True)
+    else:
+        tuner = ray.tune.Tuner(
+            trainable,
+            param_space={"trial": ray.tune.grid_search([t.to_dict() for t in trials]), "context": context},
+            tune_config=ray.tune.TuneConfig(max_concurrent_trials=limit, scheduler=scheduler,
+                                            trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+                                            trial_dirname_creator=lambda t: safe_name(t.config["trial"]["trial_id"])),
+            run_config=ray.tune.RunConfig(name=tune_name, storage_path=str(storage), verbose=0,
+                                          callbacks=[_StatusPrinter(len(trials))],
+                                          failure_config=ray.tune.FailureConfig(max_failures=options.max_failures)),
+        )
+    results = tuner.fit()
+    errors = results.num_errors
+    client.set_terminated(parent_id, status="FINISHED" if errors == 0 else "FAILED")
+
+    parent, df = collect_trials(client, options.experiment, spec.name)
+    numbers = table_numbers(df, parent.axes, spec.metric)
+    table = build_table(df, parent.axes, spec.metric)
+    title = f"{spec.name}: {spec.metric} (experiment {options.experiment}, parent run {parent.run_id})"
+    log_table(client, parent.run_id, numbers, table, to_markdown(table, title))
+    client.log_dict(parent.run_id, {"spec": spec.source, "trials": [t.trial_id for t in trials],
+                                    "skipped": [s.label for s in plan.skipped]}, "results/grid.json")
+    text = format_text(table, title)
+    if errors:
+        text += f"\n{errors} trial(s) failed: see {storage / tune_name}\n"
+    return text

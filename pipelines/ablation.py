@@ -1,0 +1,127 @@
+"""Run an ablation (a YAML spec: base preset + axes) with Ray Tune; print the paper-style table.
+
+Locally (starts Ray on this machine, MLflow in ./mlflow.db)::
+
+    uv run --locked python pipelines/ablation.py                       # the default spec below
+
+On a cluster (joins the job's Ray cluster; log to a tracking server every node reaches)::
+
+    ray job submit --address http://HEAD:8265 --working-dir . -- \\
+        python pipelines/ablation.py pipelines/specs/synth-quick.yaml --tracking-uri http://HEAD:5000
+
+Rerunning the same command after an interruption resumes the ablation (finished trials are kept,
+unfinished ones continue from their checkpoints, the MLflow runs are reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python pipelines/ablation.py` from a checkout (e.g. a Ray job's working dir)
+    sys.path.insert(0, str(REPO))
+
+from orchestrator.ablation import AblationOptions, run_ablation  # noqa: E402
+from orchestrator.ablation_spec import AblationSpec  # noqa: E402
+from orchestrator.cli import mlflow_ui_hint  # noqa: E402
+from orchestrator.tracking import resolve_tracking_uri  # noqa: E402
+
+DEFAULT_SPEC = REPO / "pipelines" / "specs" / "synth-quick.yaml"
+log = logging.getLogger("ablation")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="pipelines/ablation.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("spec", nargs="?", default=str(DEFAULT_SPEC),
+                   help="ablation spec (YAML); default: %(default)s")
+    p.add_argument("--workers", type=int, default=0,
+                   help="Ray Train workers per trial (default 0: each trial trains in its own process)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per Train worker")
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials at once (default: derived from the cluster's CPUs)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
+    p.add_argument("--experiment", default="poselab-ablations", help="MLflow experiment (default %(default)s)")
+    p.add_argument("--output-dir", default=None, help="trial run directories (default: the spec's output_dir)")
+    p.add_argument("--storage", default=None, help="Tune/Train storage (default: <output dir>/tune)")
+    p.add_argument("--address", default=None,
+                   help="Ray address (default: $RAY_ADDRESS, as set inside `ray job submit`; else a local Ray)")
+    p.add_argument("--restart", action="store_true", help="start over instead of resuming an interrupted run")
+    p.add_argument("--synth-images", type=int, default=600,
+                   help="when the spec's data root is missing and is a SynthPose directory, generate it with "
+                        "this many train images first (default %(default)s)")
+    return p.parse_args(argv)
+
+
+def ensure_synthpose(spec: AblationSpec, images: int) -> None:
+    """Generate the spec's SynthPose data root when it does not exist yet (the embedded default)."""
+    root = Path(spec.base.data.root)
+    if (root / spec.base.data.train_ann).exists():
+        return
+    if "synthpose" not in root.name:
+        raise FileNotFoundError(f"{spec.source}: data.root {root} has no {spec.base.data.train_ann}")
+    from pose.synth import SynthConfig, generate_dataset
+
+    print(f"generating SynthPose ({images} train images) in {root} ...", flush=True)
+    t0 = time.perf_counter()
+    generate_dataset(SynthConfig(images=images, seed=0, long_side=(256, 320)), root)
+    print(f"generated in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        spec = AblationSpec.load(args.spec)
+        ensure_synthpose(spec, args.synth_images)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"pipelines/ablation.py: error: {e}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    import ray
+
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level="WARNING")
+    else:
+        ray.init(include_dashboard=False, logging_level="WARNING")
+    t0 = time.perf_counter()
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    options = AblationOptions(workers=args.workers, use_gpu=args.gpu, max_concurrent_trials=args.max_concurrent,
+                              experiment=args.experiment, storage_path=args.storage, output_dir=args.output_dir,
+                              restart=args.restart)
+    server = None
+    if tracking_uri.startswith("sqlite:///"):
+        # trials log from several processes at once: front the SQLite file with a loopback server
+        from orchestrator.mlflow_server import LocalTrackingServer
+
+        server = LocalTrackingServer(tracking_uri)
+        options = AblationOptions(**{**options.__dict__, "tracking_uri": server.start()})
+    else:
+        options = AblationOptions(**{**options.__dict__, "tracking_uri": tracking_uri})
+    try:
+        text = run_ablation(spec, options)
+    finally:
+        if server is not None:
+            server.stop()
+        ray.shutdown()
+    print()
+    print(text, end="")
+    minutes = (time.perf_counter() - t0) / 60
+    print(f"\nablation finished in {minutes:.1f} min; the table is logged to the parent run "
+          f"(results/table.md, table.csv, table.json)")
+    print(f"view it: {mlflow_ui_hint(tracking_uri)}")
+    print(f"or print it again: poselab table {args.experiment} --ablation {spec.name}"
+          + (f" --tracking-uri {tracking_uri}" if args.tracking_uri else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

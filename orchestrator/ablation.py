@@ -53,6 +53,8 @@ class AblationOptions:
         output_dir: where trial run directories go (overrides the spec's config).
         max_failures: per trial.
         restart: ignore a previous interrupted ablation of the same name and start over.
+        log_checkpoints: also upload every trial's best/last checkpoints to MLflow (default: they
+            stay in the trial's run directory, whose path is the tag ``poselab.run_dir``).
     """
 
     workers: int = 0
@@ -65,6 +67,7 @@ class AblationOptions:
     output_dir: str | None = None
     max_failures: int = 1
     restart: bool = False
+    log_checkpoints: bool = False
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -79,10 +82,17 @@ def _trial_fn(config: dict[str, Any]) -> None:
 
     trial = Trial.from_dict(config["trial"])
     ctx = config["context"]
+    finished = _finished_run(ctx, trial)
+    if finished is not None:  # Tune's state lagged behind a killed driver: report, do not train again
+        run_id, final = finished
+        print(f"{trial.trial_id}: already finished (MLflow run {run_id}); not rerun", flush=True)
+        ray.tune.report({**final, "done": True, "mlflow_run_id": run_id})
+        return
     plan = ResourcePlan(**ctx["plan"])
     options = RunOptions(**ctx["run_options"], parent_run_id=ctx["parent_run_id"],
                          run_key=f"{ctx['parent_key']}/{trial.trial_id}",
-                         tags={**trial_tags(ctx["parent_run_id"], trial.trial_id, trial.axes), **ctx["tags"]})
+                         tags={**trial_tags(ctx["parent_run_id"], trial.trial_id, trial.axes), **ctx["tags"],
+                               "poselab.run_dir": str(trial.config.run_dir)})
     callbacks = []
     if options.num_workers > 0:  # Train reports (every epoch) reach Tune and its scheduler
         from ray.tune.integration.ray_train import TuneReportCallback
@@ -91,6 +101,22 @@ def _trial_fn(config: dict[str, Any]) -> None:
     result = run_training(trial.config, options, plan=plan, callbacks=callbacks, in_tune_trial=True)
     ray.tune.report({**{f"final/{k}": v for k, v in result.metrics.items()}, "done": True,
                      "mlflow_run_id": result.run_id})
+
+
+def _finished_run(ctx: dict[str, Any], trial: Trial) -> tuple[str, dict[str, float]] | None:
+    """(run id, final metrics) when the trial's MLflow child run already finished, else None."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.tracking import find_run
+
+    client = MlflowClient(tracking_uri=ctx["run_options"]["tracking_uri"])
+    experiment = client.get_experiment_by_name(ctx["run_options"]["experiment"])
+    run_id = find_run(client, experiment.experiment_id, f"{ctx['parent_key']}/{trial.trial_id}") if experiment else None
+    if run_id is None:
+        return None
+    run = client.get_run(run_id)
+    final = {k: v for k, v in run.data.metrics.items() if k.startswith("final/")}
+    return (run_id, final) if run.info.status == "FINISHED" and final else None
 
 
 class _StatusPrinter:
@@ -171,7 +197,8 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
 
     run_options = dict(num_workers=options.workers, use_gpu=options.use_gpu, tracking_uri=tracking_uri,
                        experiment=options.experiment, max_failures=options.max_failures,
-                       storage_path=str(storage / tune_name / "train"), stop_on_collapse=spec.stop_collapsed)
+                       storage_path=str(storage / tune_name / "train"), stop_on_collapse=spec.stop_collapsed,
+                       log_checkpoints=options.log_checkpoints)
     context = {"parent_run_id": parent_id, "parent_key": parent_key, "plan": asdict(trial_plan),
                "run_options": run_options, "tags": dict(options.extra_tags)}
     trainable = ray.tune.with_resources(_trial_fn, {"CPU": cpus_per_trial if options.workers == 0 else 0.1})
@@ -188,7 +215,7 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
         tuner = ray.tune.Tuner(
             trainable,
             param_space={"trial": ray.tune.grid_search([t.to_dict() for t in trials]), "context": context},
-            tune_config=ray.tune.TuneConfig(max_concurrent_trials=limit, scheduler=scheduler,
+            tune_config=ray.tune.TuneConfig(max_concurrent_trials=limit, scheduler=scheduler, reuse_actors=True,
                                             trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                                             trial_dirname_creator=lambda t: safe_name(t.config["trial"]["trial_id"])),
             run_config=ray.tune.RunConfig(name=tune_name, storage_path=str(storage), verbose=0,

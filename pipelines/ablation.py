@@ -100,8 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     if tracking_uri.startswith("sqlite:///"):
         # trials log from several processes at once: front the SQLite file with a loopback server
-        from orchestrator.mlflow_server import LocalTrackingServer
+        from mlflow.tracking import MlflowClient
 
+        from orchestrator.mlflow_server import LocalTrackingServer
+        from orchestrator.tracking import get_or_create_experiment
+
+        # created on the file first, so its artifacts live at a plain path any local client can read
+        get_or_create_experiment(MlflowClient(tracking_uri), args.experiment, tracking_uri)
         server = LocalTrackingServer(tracking_uri)
         options = AblationOptions(**{**options.__dict__, "tracking_uri": server.start()})
     else:

@@ -76,6 +76,7 @@ def ensure_synthpose(spec: AblationSpec, images: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    t0 = time.perf_counter()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -85,18 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipelines/ablation.py: error: {e}", file=sys.stderr)
         return 2
     os.environ.setdefault("RAY_worker_niceness", "0")
-    import ray
-
-    address = args.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level="WARNING")
-    else:
-        ray.init(include_dashboard=False, logging_level="WARNING")
-    t0 = time.perf_counter()
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    options = AblationOptions(workers=args.workers, use_gpu=args.gpu, max_concurrent_trials=args.max_concurrent,
-                              experiment=args.experiment, storage_path=args.storage, output_dir=args.output_dir,
-                              restart=args.restart)
     server = None
     if tracking_uri.startswith("sqlite:///"):
         # trials log from several processes at once: front the SQLite file with a loopback server
@@ -108,10 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         # created on the file first, so its artifacts live at a plain path any local client can read
         get_or_create_experiment(MlflowClient(tracking_uri), args.experiment, tracking_uri)
         server = LocalTrackingServer(tracking_uri)
-        options = AblationOptions(**{**options.__dict__, "tracking_uri": server.start()})
-    else:
-        options = AblationOptions(**{**options.__dict__, "tracking_uri": tracking_uri})
+        server.launch()  # starts while Ray does
+    import ray
+
     try:
+        address = args.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, logging_level="WARNING")
+        else:
+            ray.init(include_dashboard=False, logging_level="WARNING")
+        options = AblationOptions(workers=args.workers, use_gpu=args.gpu, max_concurrent_trials=args.max_concurrent,
+                                  experiment=args.experiment, storage_path=args.storage, output_dir=args.output_dir,
+                                  restart=args.restart,
+                                  tracking_uri=server.wait_ready() if server is not None else tracking_uri)
         text = run_ablation(spec, options)
     finally:
         if server is not None:

@@ -57,3 +57,25 @@ def shard_dirs(synth_data, tmp_path_factory) -> dict[str, Path]:
     write_shards(synth_data, "unlabeled", dirs["unlabeled"], ShardOptions(boxes="detections", **common), workers=1,
                  progress=False)
     return dirs
+
+
+@pytest.fixture(scope="session")
+def tiny_ablation_spec(coco_mini):
+    """A function (out_dir, name, methods, seeds) -> an ablation spec dict training a tiny model for one
+    epoch on the coco-mini images (seconds per trial)."""
+
+    def make(out_dir: Path, name: str, methods: list[str], seeds: list[int]) -> dict:
+        return {
+            "name": name,
+            "preset": "synth-r18-128x96",
+            "overrides": {
+                "data.root": str(coco_mini), "data.train_ann": "annotations/person_keypoints_val2017.json",
+                "data.train_images": "images/val2017", "data.val_ann": "annotations/person_keypoints_val2017.json",
+                "data.val_images": "images/val2017", "data.num_workers": 0, "codec.input_size": [64, 96],
+                "codec.heatmap_size": [16, 24], "model.deconv_channels": 32, "train.epochs": 1,
+                "train.lr_steps": [1], "train.batch_size": 4, "test.batch_size": 5, "output_dir": str(out_dir),
+            },
+            "axes": {"method": methods, "label_budget": [5], "seed": seeds},
+        }
+
+    return make

@@ -20,21 +20,6 @@ from orchestrator.table import collect_trials
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tiny_spec(coco_mini: Path, out_dir: Path, name: str, methods: list[str], seeds: list[int]) -> dict:
-    return {
-        "name": name,
-        "preset": "synth-r18-128x96",
-        "overrides": {
-            "data.root": str(coco_mini), "data.train_ann": "annotations/person_keypoints_val2017.json",
-            "data.train_images": "images/val2017", "data.val_ann": "annotations/person_keypoints_val2017.json",
-            "data.val_images": "images/val2017", "data.num_workers": 0, "codec.input_size": [64, 96],
-            "codec.heatmap_size": [16, 24], "model.deconv_channels": 32, "train.epochs": 1,
-            "train.lr_steps": [1], "train.batch_size": 4, "test.batch_size": 5, "output_dir": str(out_dir),
-        },
-        "axes": {"method": methods, "label_budget": [5], "seed": seeds},
-    }
-
-
 def kill_started_processes(marker: str) -> None:
     """Kill every process whose command line mentions ``marker`` (Ray's nodes and workers under our
     temp dir, the MLflow server over our database)."""
@@ -51,10 +36,10 @@ def driver_env(ray_tmp: Path) -> dict[str, str]:
     return env
 
 
-def test_ablation_runs_the_grid_and_a_killed_driver_resumes(coco_mini, tmp_path):
+def test_ablation_runs_the_grid_and_a_killed_driver_resumes(tiny_ablation_spec, tmp_path):
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump(tiny_spec(coco_mini, tmp_path / "runs", "resume",
-                                                  ["supervised", "posecons"], [0])))
+    spec_path.write_text(yaml.safe_dump(tiny_ablation_spec(tmp_path / "runs", "resume", ["supervised", "posecons"],
+                                                           [0])))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     ray_tmp = Path(f"/tmp/pl{os.getpid()}")  # short: Ray's socket paths have a length limit
     cmd = [sys.executable, "pipelines/ablation.py", str(spec_path), "--tracking-uri", uri,

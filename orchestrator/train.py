@@ -97,14 +97,14 @@ class TrainResult:
 
 
 def absolute_paths(cfg: ExperimentConfig, cwd: str | Path | None = None) -> ExperimentConfig:
-    """``data.root``, ``output_dir`` and ``model.pretrained`` made absolute against ``cwd``."""
+    """``data.root``, ``data.shards``, ``output_dir`` and ``model.pretrained`` made absolute against ``cwd``."""
     base = Path(cwd or os.getcwd())
 
     def absolute(p: str) -> str:
         return p if not p or Path(p).is_absolute() else str((base / p).resolve())
 
     model = dataclasses.replace(cfg.model, pretrained=absolute(cfg.model.pretrained))
-    data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root))
+    data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root), shards=absolute(cfg.data.shards))
     return dataclasses.replace(cfg, output_dir=absolute(cfg.output_dir), data=data, model=model)
 
 

@@ -27,7 +27,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,11 @@ class WorkerRun:
         self.meta = cfg.data.metainfo()
         self.train_set, self.val_set = build_datasets(cfg, self.meta)
         self.train_stream = build_train_stream(cfg, self.meta, self.train_set)
+        self.shards = None
+        if cfg.data.shards:
+            from orchestrator.streams import ShardStreams
+
+            self.shards = ShardStreams(cfg, self.meta, rank, world)
         self.collapse = CollapseMonitor(cfg.method.collapse) if cfg.method.semi_supervised else None
         self.method = build_method(cfg, self.meta).to(self.device)
         self.epoch, self.step, self.best_ap = 0, 0, -1.0
@@ -258,6 +263,13 @@ class WorkerRun:
                 self.method.networks[name] = net
 
     # ------------------------------------------------------------------ data
+    def train_batches(self) -> Iterable:
+        """This rank's batches of the current epoch: from shards (Ray Data) or image files."""
+        return self.shards.train_batches(self.epoch) if self.shards is not None else self.train_loader()
+
+    def val_batches(self) -> Iterable:
+        return self.shards.val_batches() if self.shards is not None else self.val_loader()
+
     def train_loader(self) -> DataLoader:
         self.train_stream.set_epoch(self.epoch)
         sampler = DistributedSampler(self.train_stream, num_replicas=self.world, rank=self.rank, shuffle=True,
@@ -300,7 +312,7 @@ class WorkerRun:
 
     def evaluate(self, out_dir: Path | None) -> dict[str, dict[str, float]]:
         """AP/AR of every evaluated network: each rank predicts its range, rank 0 scores the gathered set."""
-        preds = self.evaluator.predict(self.method, self.val_loader(), self.device, self.cfg.train.channels_last)
+        preds = self.evaluator.predict(self.method, self.val_batches(), self.device, self.cfg.train.channels_last)
         gathered = self._gather(preds)
         stats = None
         if self.rank == 0:
@@ -308,8 +320,9 @@ class WorkerRun:
 
             merged = {name: InstancePredictions.concat(p[name] for p in gathered) for name in preds}
             got = len(merged[self.method.primary])
-            if got != len(self.val_set):
-                raise RuntimeError(f"evaluated {got} of {len(self.val_set)} validation instances")
+            expected = self.shards.val_count() if self.shards is not None else len(self.val_set)
+            if got != expected:
+                raise RuntimeError(f"evaluated {got} of {expected} validation instances")
             stats = self.evaluator.score(merged, out_dir)
         return self._broadcast(stats)
 
@@ -324,7 +337,7 @@ class WorkerRun:
         while self.epoch < tc.epochs:
             t0 = time.perf_counter()
             with self.ddp_networks():
-                means, self.step = train_epoch(self.method, self.optimizer, self.train_loader(), tc, self.device,
+                means, self.step = train_epoch(self.method, self.optimizer, self.train_batches(), tc, self.device,
                                                on_step=self._on_step, start_step=self.step,
                                                each_step=self._each_step)
             self.scheduler.step()

@@ -22,6 +22,12 @@ class DataConfig:
     file. ``num_labeled`` > 0 is the label budget: with ``budget_mode`` "first", the first N training
     instances (JSON order; the paper's protocol); with "nested", N instances of a permutation fixed by
     ``budget_seed``, so budgets N1 < N2 < N3 of one seed are nested subsets.
+
+    ``shards`` (relative to the working directory, like ``root``): a directory of Parquet shards
+    (``poselab shards``) with ``train/``, ``val/`` (and ``unlabeled/`` for detector-box unlabeled
+    data) made from this dataset; when set, Ray Train workers stream decoded crops from them through
+    Ray Data instead of reading image files (the ground-truth JSON under ``root`` still scores
+    validation). The plain-PyTorch engine reads image files only and refuses it.
     """
 
     root: str = "data/synthpose"
@@ -37,6 +43,7 @@ class DataConfig:
     budget_seed: int = 0
     box_padding: float = 1.25
     num_workers: int = 2
+    shards: str = ""
 
     def path(self, rel: str) -> Path:
         p = Path(rel)

@@ -50,6 +50,9 @@ class Trainer:
     """
 
     def __init__(self, cfg: ExperimentConfig, log_metrics: MetricsFn = _print_metrics, resume: bool = True) -> None:
+        if cfg.data.shards:
+            raise ValueError(f"data.shards={cfg.data.shards}: Parquet shards are streamed by Ray Data in the Ray "
+                             "engine (poselab train without --engine plain); the plain engine reads image files")
         self.cfg = cfg
         self.log_metrics = log_metrics
         self.resume = resume

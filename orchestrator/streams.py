@@ -1,0 +1,128 @@
+"""Per-worker training and validation batches from Parquet shards through Ray Data.
+
+With ``data.shards`` set (a directory holding ``train/``, ``val/`` and, for the "detections"
+unlabeled source, ``unlabeled/`` shard directories written by ``poselab shards``), each Ray Train
+worker builds its epoch's lazy Ray datasets (:mod:`orchestrator.data`) and iterates its part:
+
+* training rows are split into contiguous rank ranges, one per worker (the label budget is applied
+  inside each range); the unlabeled stream of semi-supervised methods likewise, while every worker
+  cycles the whole (small) labeled set, shuffled by its own seed;
+* every worker yields exactly ``ceil(rows / (workers x batch))`` batches per epoch, cycling its part
+  when it is shorter (DDP needs equal step counts; ``DistributedSampler`` pads the same way);
+* validation rows are split into rank ranges that cover each row exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from orchestrator.data import (
+    SkipReport,
+    build_topdown_dataset,
+    build_val_dataset_for_worker,
+    iter_semi_batches,
+    iter_topdown_batches,
+)
+from pose.data.semi import UNLABELED_KEYS
+from pose.data.shards import open_shards, split_range
+from pose.engine.components import UNLABELED_SEED_OFFSET
+from pose.experiment import ExperimentConfig
+from pose.metainfo import DatasetMeta
+
+SHUFFLE_BATCHES = 4  # local shuffle buffer, in batches
+
+
+def shard_dirs(cfg: ExperimentConfig) -> dict[str, Path]:
+    """``{"train", "val"[, "unlabeled"]}`` shard directories under ``data.shards`` (checked to exist)."""
+    root = Path(cfg.data.shards)
+    names = ["train", "val"]
+    if cfg.method.semi_supervised and cfg.semi.unlabeled == "detections":
+        names.append("unlabeled")
+    dirs = {n: root / n for n in names}
+    missing = [str(d) for d in dirs.values() if not d.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"data.shards={root}: missing shard directories {', '.join(missing)} "
+                                f"(write them with `poselab shards --split NAME --out {root}/NAME`)")
+    return dirs
+
+
+def exactly(steps: int, make: Callable[[], Iterator]) -> Iterator:
+    """``steps`` items from ``make()``, restarting it when exhausted (an empty source is an error)."""
+    produced = 0
+    while produced < steps:
+        got = 0
+        for item in make():
+            yield item
+            got += 1
+            produced += 1
+            if produced == steps:
+                return
+        if got == 0:
+            raise ValueError("a worker's data stream is empty")
+
+
+class ShardStreams:
+    """The batches one worker (``rank`` of ``world``) trains and evaluates on, for one experiment."""
+
+    def __init__(self, cfg: ExperimentConfig, meta: DatasetMeta, rank: int, world: int) -> None:
+        self.cfg, self.meta, self.rank, self.world = cfg, meta, rank, world
+        self.dirs = shard_dirs(cfg)
+        d = cfg.data
+        train = open_shards(self.dirs["train"])
+        self.train_rows = train.num_rows
+        self.labeled_rows = d.num_labeled or train.num_rows
+        if d.num_labeled > train.num_rows:
+            raise ValueError(f"data.num_labeled={d.num_labeled} is larger than the {train.num_rows} rows of "
+                             f"{self.dirs['train']}")
+        if cfg.method.semi_supervised:
+            unl_dir = self.dirs.get("unlabeled", self.dirs["train"])
+            total = open_shards(unl_dir).num_rows
+            self.unlabeled_rows = min(cfg.semi.num_unlabeled, total) if cfg.semi.num_unlabeled else total
+        self.val_rows = open_shards(self.dirs["val"]).num_rows
+
+    # ------------------------------------------------------------------ training
+    def steps_per_epoch(self) -> int:
+        rows = self.unlabeled_rows if self.cfg.method.semi_supervised else self.labeled_rows
+        return max(1, math.ceil(rows / (self.world * self.cfg.train.batch_size)))
+
+    def _common(self, epoch: int) -> dict:
+        return dict(seed=self.cfg.train.seed, epoch=epoch, shuffle_files=True)
+
+    def _iter_kwargs(self, epoch: int, salt: int = 0) -> dict:
+        b = self.cfg.train.batch_size
+        return dict(local_shuffle_buffer_size=SHUFFLE_BATCHES * b,
+                    local_shuffle_seed=(self.cfg.train.seed * 1_000_003 + epoch * 7919 + self.rank * 104_729 + salt)
+                    % 2**31)
+
+    def train_batches(self, epoch: int) -> Iterator:
+        """This worker's batches of one epoch: dicts (supervised) or (labeled, unlabeled) pairs."""
+        cfg, d = self.cfg, self.cfg.data
+        b = cfg.train.batch_size
+        report = SkipReport(stream="train", epoch=epoch)
+        if not cfg.method.semi_supervised:
+            span = split_range(d.num_labeled if d.budget_mode == "first" and d.num_labeled else self.train_rows,
+                               self.world, self.rank)
+            ds = build_topdown_dataset(self.dirs["train"], self.meta, cfg.codec, cfg.augment, budget=d.num_labeled,
+                                       budget_mode=d.budget_mode, budget_seed=d.budget_seed, rank_range=span,
+                                       **self._common(epoch))
+            return exactly(self.steps_per_epoch(),
+                           lambda: iter_topdown_batches(ds, b, report=report, **self._iter_kwargs(epoch)))
+        labeled = build_topdown_dataset(self.dirs["train"], self.meta, cfg.codec, cfg.augment, budget=d.num_labeled,
+                                        budget_mode=d.budget_mode, budget_seed=d.budget_seed, **self._common(epoch))
+        span = split_range(self.unlabeled_rows, self.world, self.rank)
+        unlabeled = build_topdown_dataset(self.dirs.get("unlabeled", self.dirs["train"]), self.meta, cfg.codec,
+                                          cfg.augment, keys=UNLABELED_KEYS, rank_range=span,
+                                          seed=cfg.train.seed + UNLABELED_SEED_OFFSET, epoch=epoch, shuffle_files=True)
+        return exactly(self.steps_per_epoch(),
+                       lambda: iter_semi_batches(labeled, unlabeled, b, report=report, **self._iter_kwargs(epoch)))
+
+    # ------------------------------------------------------------------ validation
+    def val_batches(self) -> Iterator:
+        """This worker's contiguous part of the validation rows (all parts cover every row once)."""
+        ds = build_val_dataset_for_worker(self.dirs["val"], self.rank, self.world, self.meta, self.cfg.codec)
+        return iter_topdown_batches(ds, self.cfg.test.batch_size, report=SkipReport(stream="val"))
+
+    def val_count(self) -> int:
+        return self.val_rows

@@ -54,6 +54,7 @@ from pose.engine.components import (
     rng_state,
     seed_everything,
     set_rng_state,
+    training_state,
 )
 from pose.engine.loop import TopDownEvaluator, to_device, train_epoch
 from pose.experiment import ExperimentConfig
@@ -223,18 +224,7 @@ class WorkerRun:
         return state
 
     def state_dict(self, rngs: list[dict]) -> dict:
-        return {
-            "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "best_ap": self.best_ap,
-            "rng": rngs,
-            "collapse": self.collapse.state_dict() if self.collapse is not None else None,
-            "config": to_dict(self.cfg),
-            "mlflow_run_id": self.settings.run_id,
-        }
+        return {**training_state(self, rngs), "mlflow_run_id": self.settings.run_id}
 
     def _gather(self, obj: Any) -> list[Any]:
         if not self.distributed:

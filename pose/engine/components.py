@@ -152,3 +152,22 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def training_state(loop, rng: dict | list[dict]) -> dict:
+    """The checkpoint of a training loop: ``loop`` has ``method``, ``optimizer``, ``scheduler``,
+    ``epoch``, ``step``, ``best_ap``, ``collapse`` (or None) and ``cfg``; ``rng`` is this process's RNG
+    state (:func:`rng_state`) or every rank's."""
+    from pose.config import to_dict
+
+    return {
+        "method": loop.method.state_dict(),
+        "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict(),
+        "epoch": loop.epoch,
+        "step": loop.step,
+        "best_ap": loop.best_ap,
+        "rng": rng,
+        "collapse": loop.collapse.state_dict() if loop.collapse is not None else None,
+        "config": to_dict(loop.cfg),
+    }

@@ -23,6 +23,7 @@ from pose.engine.components import (
     rng_state,
     seed_everything,
     set_rng_state,
+    training_state,
 )
 from pose.engine.loop import TopDownEvaluator, train_epoch
 from pose.experiment import ExperimentConfig
@@ -77,17 +78,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        return {
-            "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "best_ap": self.best_ap,
-            "rng": rng_state(),
-            "collapse": self.collapse.state_dict() if self.collapse is not None else None,
-            "config": to_dict(self.cfg),
-        }
+        return training_state(self, rng_state())
 
     def load_state_dict(self, state: dict) -> None:
         self.method.load_state_dict(state["method"])

@@ -55,8 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Ray address (default: $RAY_ADDRESS, as set inside `ray job submit`; else a local Ray)")
     p.add_argument("--restart", action="store_true", help="start over instead of resuming an interrupted run")
     p.add_argument("--synth-images", type=int, default=600,
-                   help="when the spec's data root is missing and is a SynthPose directory, generate it with "
-                        "this many train images first (default %(default)s)")
+                   help="when the spec's data root is missing and is a SynthPose directory (a name containing "
+                        "'synthpose'), generate it first with this many train images (default %(default)s); a "
+                        "name ending in '-quick' gets the quick profile (docs/synthpose.md)")
     return p.parse_args(argv)
 
 
@@ -68,10 +69,13 @@ def ensure_synthpose(spec: AblationSpec, images: int) -> None:
     if "synthpose" not in root.name:
         raise FileNotFoundError(f"{spec.source}: data.root {root} has no {spec.base.data.train_ann}")
     from pose.synth import SynthConfig, generate_dataset
+    from pose.synth.config import quick_config
 
-    print(f"generating SynthPose ({images} train images) in {root} ...", flush=True)
+    quick = root.name.endswith("-quick")
+    print(f"generating SynthPose ({'quick profile, ' if quick else ''}{images} train images) in {root} ...",
+          flush=True)
     t0 = time.perf_counter()
-    generate_dataset(SynthConfig(images=images, seed=0, long_side=(256, 320)), root)
+    generate_dataset(quick_config(images) if quick else SynthConfig(images=images, seed=0), root)
     print(f"generated in {time.perf_counter() - t0:.0f} s", flush=True)
 
 

@@ -191,3 +191,15 @@ def _at_least(name: str, value: int, lo: int) -> None:
 def _in_unit(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+def quick_config(images: int = 600, seed: int = 0) -> SynthConfig:
+    """The *quick* SynthPose profile: small images with one or two large, unoccluded people in
+    sparse scenes (no crowds, little clutter, mild poses), for CPU runs that must learn something in
+    minutes (the README's ablation). The default profile is the benchmark; this one is a smoke-scale
+    stand-in (docs/synthpose.md, "The quick profile")."""
+    return SynthConfig(images=images, val_images=max(images // 4, 4), unlabeled_images=images, seed=seed,
+                       long_side=(160, 224), max_people=2, group_fraction=0.0, crowd_fraction=0.0,
+                       person_height=(0.5, 0.95), min_keypoint_px=48, truncation=0.0, pose_variety=0.25,
+                       occluders=0.0, clutter=0.2, distractors=0.0, blur=0.5, noise=2.0, lighting=0.2,
+                       crowd_region_every=0)

@@ -57,6 +57,7 @@ from pose.engine.components import (
     training_state,
 )
 from pose.engine.loop import TopDownEvaluator, to_device, train_epoch
+from pose.engine.predict import InstancePredictions
 from pose.experiment import ExperimentConfig
 from pose.methods import CollapseMonitor, Method
 from pose.visualization import pose_grid
@@ -146,6 +147,13 @@ def train_loop_per_worker(config: dict[str, Any], session: TrainSession | TuneSe
     session = session or TrainSession()
     rank, world = session.rank_and_world()
     WorkerRun(cfg, settings, rank, world, session).fit()
+
+
+def merge_predictions(parts: list[dict[str, InstancePredictions]]) -> dict[str, InstancePredictions]:
+    """Every rank's {network: predictions} -> one set per network (a rank with no validation rows
+    contributes nothing)."""
+    names = sorted({name for part in parts for name in part})
+    return {name: InstancePredictions.concat(p[name] for p in parts if name in p) for name in names}
 
 
 class WorkerRun:
@@ -306,10 +314,8 @@ class WorkerRun:
         gathered = self._gather(preds)
         stats = None
         if self.rank == 0:
-            from pose.engine.predict import InstancePredictions
-
-            merged = {name: InstancePredictions.concat(p[name] for p in gathered) for name in preds}
-            got = len(merged[self.method.primary])
+            merged = merge_predictions(gathered)
+            got = len(merged[self.method.primary]) if self.method.primary in merged else 0
             expected = self.shards.val_count() if self.shards is not None else len(self.val_set)
             if got != expected:
                 raise RuntimeError(f"evaluated {got} of {expected} validation instances")

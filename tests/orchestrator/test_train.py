@@ -134,3 +134,20 @@ def test_checkpoint_round_trip_restores_every_state(coco_mini, tmp_path, monkeyp
     for a, b in zip(run.optimizer.state_dict()["state"].values(), back.optimizer.state_dict()["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert back.collapse.state_dict() == run.collapse.state_dict() and len(run.collapse.state_dict()["values"]) > 0
+
+
+def test_predictions_of_ranks_merge_also_when_a_rank_had_no_validation_rows():
+    import numpy as np
+
+    from orchestrator.worker import merge_predictions
+    from pose.engine.predict import InstancePredictions
+
+    def preds(indices):
+        n = len(indices)
+        return InstancePredictions(np.asarray(indices, np.int64), np.zeros(n, np.int64),
+                                   np.zeros((n, 17, 3), np.float32), np.ones(n, np.float32), np.ones(n, np.float32))
+
+    merged = merge_predictions([{}, {"net1": preds([2, 0]), "net2": preds([2, 0])}, {"net1": preds([1]),
+                                                                                      "net2": preds([1])}])
+    assert sorted(merged) == ["net1", "net2"]
+    assert merged["net1"].index.tolist() == [0, 1, 2] and len(merged["net2"]) == 3

@@ -141,8 +141,8 @@ class _StatusPrinter:
                 if "final/AP" in result:
                     return
                 ap = result.get("val/best_AP")
-                self._say(trial, f"epoch {result.get('epoch', '?')} best AP {ap:.3f}" if ap is not None else
-                          f"epoch {result.get('epoch', '?')}")
+                evaluated = ap is not None and ap >= 0  # -1 until the first evaluation
+                self._say(trial, f"epoch {result.get('epoch', '?')}" + (f" best AP {ap:.3f}" if evaluated else ""))
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 self.done += 1

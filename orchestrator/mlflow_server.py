@@ -87,18 +87,25 @@ class LocalTrackingServer:
                            f"see {self.log_path}")
 
     def stop(self) -> None:
+        """Stop the server and every process of its group (uvicorn can outlive the ``mlflow server``
+        process when a graceful shutdown hangs on open connections, so the group is killed after the
+        polite signal)."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=15)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.process.wait(timeout=5)
+        pgid = self.process.pid  # start_new_session: the group id is the server's pid
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            pass
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            log.warning("mlflow server %d did not exit", self.process.pid)
         self._log_file.close()
         self.process = None
 

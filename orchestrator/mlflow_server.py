@@ -48,32 +48,6 @@ class LocalTrackingServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.log_path = db.parent / f"mlflow-server-{self.port}.log"
-        self.pid_path = db.parent / f"{db.name}.server-pgid"
-
-    def _stop_stale(self) -> None:
-        """Kill a server a killed driver left running over the same store (its process group is in
-        ``<db>.server-pgid``)."""
-        try:
-            pgid = int(self.pid_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return
-        try:
-            cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            cmdline = ""
-        alive_group = True
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            alive_group = False
-        # the group leader may be gone (killed) while uvicorn lives on in its group
-        if alive_group and (not cmdline or self.backend_uri in cmdline.replace("\x00", " ")):
-            log.warning("stopping a stale MLflow server (process group %d) over %s", pgid, self.backend_uri)
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.pid_path.unlink(missing_ok=True)
 
     def start(self) -> str:
         """Launch the server and wait until it answers; returns its URI."""
@@ -83,7 +57,6 @@ class LocalTrackingServer:
     def launch(self) -> None:
         """Launch the server without waiting (overlap its start-up, ~10-30 s, with other work)."""
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        self._stop_stale()
         cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend_uri,
                "--artifacts-destination", str(self.artifacts_dir), "--host", "127.0.0.1",
                "--port", str(self.port), "--workers", "1"]
@@ -93,7 +66,6 @@ class LocalTrackingServer:
         # its own process group, so stop() also ends the server's worker processes
         self.process = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
                                         env=env)
-        self.pid_path.write_text(str(self.process.pid))
 
     def wait_ready(self) -> str:
         """Wait until the launched server answers ``/health``; returns its URI."""
@@ -135,7 +107,6 @@ class LocalTrackingServer:
         except subprocess.TimeoutExpired:
             log.warning("mlflow server %d did not exit", self.process.pid)
         self._log_file.close()
-        self.pid_path.unlink(missing_ok=True)
         self.process = None
 
     def __enter__(self) -> str:

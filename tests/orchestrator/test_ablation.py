@@ -21,17 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def kill_started_processes(marker: str) -> None:
-    """Kill the process groups of every process whose command line mentions ``marker`` (Ray's nodes
-    and workers under our temp dir, the MLflow server over our database with its uvicorn child),
-    never this test's own group."""
-    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
-    own = os.getpgrp()
-    for pid in map(int, found):
-        try:
-            group = os.getpgid(pid)
-            os.killpg(group, signal.SIGKILL) if group != own else os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """Kill every process whose command line mentions ``marker`` (Ray's nodes and workers under our
+    temp dir, the MLflow server over our database)."""
+    subprocess.run(["pkill", "-KILL", "-f", marker], check=False)
     time.sleep(1)
 
 

@@ -76,12 +76,17 @@ def concurrency(cluster_cpus: float, cpus_per_trial: float, trials: int) -> int:
     return max(1, min(trials, int(math.floor(cluster_cpus / cpus_per_trial + 1e-9))))
 
 
-def _trial_fn(config: dict[str, Any]) -> None:
-    """One Tune trial: one training run, tracked as a child of the ablation's MLflow run."""
+def _trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
+    """One Tune trial: one training run, tracked as a child of the ablation's MLflow run.
+
+    ``config`` holds only the grid point (saved in Tune's state); ``context`` (tracking URI, parent
+    run, resources) comes from the driver that runs now, through ``tune.with_parameters``: a resumed
+    ablation must talk to *its* MLflow server, not to the address of the killed driver's one.
+    """
     import ray.tune
 
     trial = Trial.from_dict(config["trial"])
-    ctx = config["context"]
+    ctx = context
     finished = _finished_run(ctx, trial)
     if finished is not None:  # Tune's state lagged behind a killed driver: report, do not train again
         run_id, final = finished
@@ -201,7 +206,8 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
                        log_checkpoints=options.log_checkpoints)
     context = {"parent_run_id": parent_id, "parent_key": parent_key, "plan": asdict(trial_plan),
                "run_options": run_options, "tags": dict(options.extra_tags)}
-    trainable = ray.tune.with_resources(_trial_fn, {"CPU": cpus_per_trial if options.workers == 0 else 0.1})
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(_trial_fn, context=context),
+                                        {"CPU": cpus_per_trial if options.workers == 0 else 0.1})
     scheduler = None
     if spec.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -214,7 +220,7 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
     else:
         tuner = ray.tune.Tuner(
             trainable,
-            param_space={"trial": ray.tune.grid_search([t.to_dict() for t in trials]), "context": context},
+            param_space={"trial": ray.tune.grid_search([t.to_dict() for t in trials])},
             tune_config=ray.tune.TuneConfig(max_concurrent_trials=limit, scheduler=scheduler, reuse_actors=True,
                                             trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                                             trial_dirname_creator=lambda t: safe_name(t.config["trial"]["trial_id"])),

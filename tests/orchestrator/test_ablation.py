@@ -40,8 +40,6 @@ def driver_env(ray_tmp: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.skip(reason="intermittent hang of the resumed driver (a restored trial never finishes), seen "
-                         "3 times in a row late in session 2 after passing earlier: under investigation, issue 7")
 def test_ablation_runs_the_grid_and_a_killed_driver_resumes(tiny_ablation_spec, tmp_path):
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(tiny_ablation_spec(tmp_path / "runs", "resume", ["supervised", "posecons"],

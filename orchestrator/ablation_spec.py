@@ -12,7 +12,7 @@ axes whose every combination is one trial::
       augmentation: [affine, joint_cutout]
       label_budget: [100, 250]
       seed: [0, 1, 2]
-      train.lr: [0.001]                       # any dotted ExperimentConfig field is an axis too
+      train.lr: [0.001]                       # any dotted config field is an axis too
     metric: AP                                # the table's main statistic (default AP)
     scheduler: fifo                           # fifo (default: every trial runs to the end) or asha
     stop_collapsed: false                     # stop trials the collapse rule flags (labelled in the table)
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pose.config import ConfigError, from_dict, load_config_file, to_dict
-from pose.experiment import ExperimentConfig
+from pose.config import ConfigError, from_dict, to_dict
+from pose.tasks import AnyExperimentConfig, config_from_dict, load_experiment_file
 from pose.methods.hard_view import HardViewConfig
 
 SPEC_KEYS = ("name", "preset", "config", "overrides", "axes", "metric", "scheduler", "stop_collapsed")
@@ -66,6 +66,16 @@ transform (the rows of the semi table, ``pose.presets._ROWS``). Only the fields 
 :data:`AUGMENTATION_FIELDS` are taken from the bundle; the geometry of the hard view (rotation, scale,
 cutout box size and jitter) stays as the base config and overrides set it."""
 
+EMBEDDING_AXIS = "embedding"
+EMBEDDINGS: dict[str, dict[str, Any]] = {
+    "ae": {"loss.kind": "ae", "codec.embed_dim": 1},
+    "ae-r8": {"loss.kind": "ae", "codec.embed_dim": 8},
+    "ce": {"loss.kind": "ce", "codec.embed_dim": 8},
+}
+"""Values of the ``embedding`` axis of bottom-up ablations: classic Associative Embedding (R = 1),
+AE with 8-dimensional tags and no coupling, and Coupled Embedding (R = 8; the paper). For other
+dimensions, use the dotted axes ``loss.kind`` and ``codec.embed_dim`` instead."""
+
 AUGMENTATION_FIELDS = ("randaugment", "randaugment_n", "randaugment_magnitude", "cutout_joints")
 NO_AUGMENTATION = "affine"
 SUPERVISED = "supervised"
@@ -73,7 +83,7 @@ MAX_TRIAL_ID_LENGTH = 100
 """Longer trial ids are cut and end in a hash of the full id."""
 
 class UnknownFieldError(ConfigError):
-    """A dotted key that is not a field of :class:`ExperimentConfig`."""
+    """A dotted key that is not a field of the spec's config (top-down or bottom-up)."""
 
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -84,6 +94,8 @@ def _axis_fields(axis: str) -> tuple[str, ...]:
     """The dotted config fields an axis sets."""
     if axis == AUGMENTATION_AXIS:
         return tuple(f"method.hard.{f}" for f in AUGMENTATION_FIELDS)
+    if axis == EMBEDDING_AXIS:
+        return tuple(EMBEDDINGS["ce"])
     return (AXIS_FIELDS.get(axis, axis),)
 
 
@@ -103,7 +115,7 @@ def _float_hint(value: Any) -> str:
     return ""
 
 
-def set_fields(cfg: ExperimentConfig, items: Sequence[tuple[str, Any]]) -> ExperimentConfig:
+def set_fields(cfg: AnyExperimentConfig, items: Sequence[tuple[str, Any]]) -> AnyExperimentConfig:
     """A copy of ``cfg`` with dotted fields set to typed values, checked by :func:`from_dict`.
 
     Raises:
@@ -122,7 +134,7 @@ def set_fields(cfg: ExperimentConfig, items: Sequence[tuple[str, Any]]) -> Exper
                 node[part] = value
             else:
                 node = node[part]
-    return from_dict(ExperimentConfig, data)
+    return from_dict(type(cfg), data)
 
 
 def _axis_items(axis: str, value: Any) -> list[tuple[str, Any]]:
@@ -132,6 +144,10 @@ def _axis_items(axis: str, value: Any) -> list[tuple[str, Any]]:
             raise ConfigError(f"unknown augmentation {value!r} (choose from {', '.join(AUGMENTATIONS)})")
         bundle = AUGMENTATIONS[value]
         return [(f"method.hard.{f}", getattr(bundle, f)) for f in AUGMENTATION_FIELDS]
+    if axis == EMBEDDING_AXIS:
+        if not isinstance(value, str) or value not in EMBEDDINGS:
+            raise ConfigError(f"unknown embedding {value!r} (choose from {', '.join(EMBEDDINGS)})")
+        return list(EMBEDDINGS[value].items())
     return [(AXIS_FIELDS.get(axis, axis), value)]
 
 
@@ -179,7 +195,7 @@ class AblationSpec:
     """
 
     name: str
-    base: ExperimentConfig
+    base: AnyExperimentConfig
     overrides: tuple[tuple[str, Any], ...]
     axes: tuple[tuple[str, tuple[Any, ...]], ...]
     metric: str = "AP"
@@ -254,7 +270,7 @@ class AblationSpec:
 
     @staticmethod
     def _base_config(data: dict, base_dir: str | Path | None,
-                     fail: Callable[[str], ConfigError]) -> ExperimentConfig:
+                     fail: Callable[[str], ConfigError]) -> AnyExperimentConfig:
         from pose.presets import get_preset
 
         if ("preset" in data) == ("config" in data):
@@ -268,12 +284,12 @@ class AblationSpec:
         if not path.is_absolute() and base_dir is not None:
             path = Path(base_dir) / path
         try:
-            return load_config_file(ExperimentConfig, path)
+            return load_experiment_file(path)
         except (ValueError, FileNotFoundError) as e:
             raise fail(str(e)) from None
 
     @staticmethod
-    def _parse_axes(axes: Any, override_keys: list[str], base: ExperimentConfig,
+    def _parse_axes(axes: Any, override_keys: list[str], base: AnyExperimentConfig,
                     fail: Callable[[str], ConfigError]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
         if not isinstance(axes, dict) or not axes:
             raise fail("'axes' must be a non-empty mapping of axis name to a list of values")
@@ -305,8 +321,8 @@ class AblationSpec:
                 try:
                     set_fields(base, _axis_items(axis, value))
                 except UnknownFieldError as e:
-                    named = ", ".join([*AXIS_FIELDS, AUGMENTATION_AXIS])
-                    raise fail(f"unknown axis '{axis}': not a named axis ({named}) nor an ExperimentConfig "
+                    named = ", ".join([*AXIS_FIELDS, AUGMENTATION_AXIS, EMBEDDING_AXIS])
+                    raise fail(f"unknown axis '{axis}': not a named axis ({named}) nor a {type(base).__name__} "
                                f"field ({e})") from None
                 except ValueError as e:
                     raise fail(f"axis '{axis}' value {value!r}: {e}{_float_hint(value)}") from None
@@ -328,7 +344,7 @@ class Trial:
 
     trial_id: str
     axes: dict[str, Any]
-    config: ExperimentConfig
+    config: AnyExperimentConfig
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (the config via :func:`pose.config.to_dict`)."""
@@ -350,7 +366,7 @@ class Trial:
         if trial_id_for(axes) != data["trial_id"]:
             raise ConfigError(f"trial: id {data['trial_id']!r} does not match its axes (expected "
                               f"{trial_id_for(axes)!r})")
-        return cls(trial_id=data["trial_id"], axes=axes, config=from_dict(ExperimentConfig, data["config"]))
+        return cls(trial_id=data["trial_id"], axes=axes, config=config_from_dict(data["config"], "trial.config"))
 
 
 @dataclass(frozen=True)
@@ -416,7 +432,7 @@ def expand_grid(spec: AblationSpec) -> GridPlan:
         except ValueError as e:
             raise ConfigError(f"{spec.source}: the combination {axes} is not a valid config: {e}") from None
         aug = axes.get(AUGMENTATION_AXIS, NO_AUGMENTATION)
-        if cfg.method.kind == SUPERVISED and aug != NO_AUGMENTATION:
+        if getattr(getattr(cfg, "method", None), "kind", None) == SUPERVISED and aug != NO_AUGMENTATION:
             skipped.append(SkippedCombination(axes, f"{SUPERVISED} x {aug}", _SKIP_REASON))
             continue
         trial_id = trial_id_for(axes)

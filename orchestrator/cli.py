@@ -92,9 +92,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from orchestrator.cluster import add_cluster_subcommand
     from orchestrator.table import add_table_subcommand
 
-    return pose_main(argv, extensions=[_add_train, add_table_subcommand])
+    return pose_main(argv, extensions=[_add_train, add_table_subcommand, add_cluster_subcommand])
 
 
 if __name__ == "__main__":

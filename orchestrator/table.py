@@ -65,6 +65,7 @@ TABLE_MD = "results/table.md"
 _AXIS_ORDER: dict[str, tuple[str, ...]] = {
     "method": ("supervised", "posecons", "posedual"),
     "augmentation": ("affine", "joint_cutout", "randaugment", "joint_cutout+randaugment"),
+    "embedding": ("ae", "ae-r8", "ce"),
 }
 
 

@@ -28,7 +28,7 @@ from orchestrator.resources import ResourcePlan, plan_resources
 from orchestrator.tracking import get_or_create_experiment, resolve_tracking_uri, start_run
 from orchestrator.worker import WorkerSettings, loop_config, train_loop_per_worker
 from pose.config import to_dict
-from pose.experiment import ExperimentConfig
+from pose.tasks import AnyExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +96,18 @@ class TrainResult:
     resumed: bool
 
 
-def absolute_paths(cfg: ExperimentConfig, cwd: str | Path | None = None) -> ExperimentConfig:
-    """``data.root``, ``data.shards``, ``output_dir`` and ``model.pretrained`` made absolute against ``cwd``."""
+def absolute_paths(cfg: AnyExperimentConfig, cwd: str | Path | None = None) -> AnyExperimentConfig:
+    """``data.root``, ``data.shards`` (top-down), ``output_dir`` and ``model.pretrained`` made absolute
+    against ``cwd``."""
     base = Path(cwd or os.getcwd())
 
     def absolute(p: str) -> str:
         return p if not p or Path(p).is_absolute() else str((base / p).resolve())
 
     model = dataclasses.replace(cfg.model, pretrained=absolute(cfg.model.pretrained))
-    data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root), shards=absolute(cfg.data.shards))
+    data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root))
+    if hasattr(cfg.data, "shards"):
+        data = dataclasses.replace(data, shards=absolute(cfg.data.shards))
     return dataclasses.replace(cfg, output_dir=absolute(cfg.output_dir), data=data, model=model)
 
 
@@ -113,7 +116,7 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name.replace("/", "__"))
 
 
-def _config_changed(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
+def _config_changed(run_dir: Path, cfg: AnyExperimentConfig) -> list[str]:
     """Top-level config sections that differ from the interrupted run's ``config.json`` ([] if none)."""
     saved = run_dir / "config.json"
     if not saved.exists():
@@ -147,7 +150,7 @@ def ensure_ray(options: RunOptions, num_workers: int, driver_cpus: float = 0.0) 
     return plan
 
 
-def run_training(cfg: ExperimentConfig, options: RunOptions = RunOptions(), plan: ResourcePlan | None = None,
+def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), plan: ResourcePlan | None = None,
                  callbacks: Sequence[Any] = (), in_tune_trial: bool = False) -> TrainResult:
     """Train ``cfg`` with Ray Train and track it in MLflow; returns the final metrics.
 
@@ -213,7 +216,7 @@ def run_training(cfg: ExperimentConfig, options: RunOptions = RunOptions(), plan
     return TrainResult(metrics=metrics, run_id=run_id, tracking_uri=tracking_uri, run_dir=run_dir, resumed=resumed)
 
 
-def _torch_trainer(cfg: ExperimentConfig, settings: WorkerSettings, options: RunOptions, plan: ResourcePlan,
+def _torch_trainer(cfg: AnyExperimentConfig, settings: WorkerSettings, options: RunOptions, plan: ResourcePlan,
                    storage: Path, ray_name: str, callbacks: Sequence[Any]):
     """The ``TorchTrainer``: deterministic ``(storage_path, name)`` so a rerun restores its checkpoint."""
     import ray.train

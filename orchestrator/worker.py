@@ -1,9 +1,9 @@
-"""The Ray Train worker loop: one top-down experiment on every worker, DDP across them.
+"""The Ray Train worker loop: one experiment (top-down or bottom-up) on every worker, DDP across them.
 
-The loop builds the same datasets, method, optimiser and schedule as the plain-PyTorch
-:class:`pose.engine.trainer.Trainer` (``pose.engine.components``) and calls the same step and
-evaluation code (:func:`pose.engine.loop.train_epoch`, :class:`pose.engine.loop.TopDownEvaluator`);
-what it adds is distribution:
+The loop builds the same datasets, method, optimiser and schedule as the plain-PyTorch trainers
+(through the task's parts, :func:`pose.engine.parts.build_parts`) and calls the same step and
+evaluation code (:func:`pose.engine.loop.train_epoch`, the task's evaluator); what it adds is
+distribution:
 
 * every network of the method is wrapped in ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU;
   SyncBatchNorm optional on GPUs); the training set is split by a ``DistributedSampler`` (equal step
@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import ray.train
 import ray.train.torch
 import torch
@@ -43,24 +42,13 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from orchestrator.table import TAG_COLLAPSED
 from orchestrator.tracking import RunLogger
-from pose.config import from_dict, to_dict
+from pose.config import to_dict
 from pose.data.shards import split_range
-from pose.engine.components import (
-    build_datasets,
-    build_method,
-    build_optimizer,
-    build_scheduler,
-    build_train_stream,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-    training_state,
-)
-from pose.engine.loop import TopDownEvaluator, to_device, train_epoch
+from pose.engine.components import rng_state, seed_everything, set_rng_state, training_state
+from pose.engine.loop import train_epoch
+from pose.engine.parts import TopDownParts, build_parts
 from pose.engine.predict import InstancePredictions
-from pose.experiment import ExperimentConfig
-from pose.methods import CollapseMonitor, Method
-from pose.visualization import pose_grid
+from pose.tasks import AnyExperimentConfig, config_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +88,7 @@ class WorkerSettings:
     fault_marker: str = ""
 
 
-def loop_config(cfg: ExperimentConfig, settings: WorkerSettings) -> dict[str, Any]:
+def loop_config(cfg: AnyExperimentConfig, settings: WorkerSettings) -> dict[str, Any]:
     """The ``train_loop_config`` for :func:`train_loop_per_worker` (plain, picklable dicts)."""
     return {"experiment": to_dict(cfg), "settings": asdict(settings)}
 
@@ -142,7 +130,7 @@ class TuneSession:
 def train_loop_per_worker(config: dict[str, Any], session: TrainSession | TuneSession | None = None) -> None:
     """Ray Train entry point (``TorchTrainer(train_loop_per_worker, train_loop_config=...)``); with a
     :class:`TuneSession`, the body of a single-process Tune trial."""
-    cfg = from_dict(ExperimentConfig, config["experiment"])
+    cfg = config_from_dict(config["experiment"], "train_loop_config")
     settings = WorkerSettings(**config["settings"])
     session = session or TrainSession()
     rank, world = session.rank_and_world()
@@ -152,14 +140,13 @@ def train_loop_per_worker(config: dict[str, Any], session: TrainSession | TuneSe
 def merge_predictions(parts: list[dict[str, InstancePredictions]]) -> dict[str, InstancePredictions]:
     """Every rank's {network: predictions} -> one set per network (a rank with no validation rows
     contributes nothing)."""
-    names = sorted({name for part in parts for name in part})
-    return {name: InstancePredictions.concat(p[name] for p in parts if name in p) for name in names}
+    return TopDownParts.merge(None, parts)
 
 
 class WorkerRun:
     """The state and loops of one worker (rank ``rank`` of ``world``)."""
 
-    def __init__(self, cfg: ExperimentConfig, settings: WorkerSettings, rank: int, world: int,
+    def __init__(self, cfg: AnyExperimentConfig, settings: WorkerSettings, rank: int, world: int,
                  session: TrainSession | TuneSession | None = None) -> None:
         self.cfg, self.settings, self.rank, self.world = cfg, settings, rank, world
         self.session = session or TrainSession()
@@ -171,16 +158,16 @@ class WorkerRun:
         if settings.torch_threads > 0:
             torch.set_num_threads(settings.torch_threads)
         seed_everything(cfg.train.seed)  # identical initialisation on every rank
-        self.meta = cfg.data.metainfo()
-        self.train_set, self.val_set = build_datasets(cfg, self.meta)
-        self.train_stream = build_train_stream(cfg, self.meta, self.train_set)
+        self.parts = build_parts(cfg)
+        self.meta = self.parts.meta
+        self.train_stream, self.val_set = self.parts.train_stream, self.parts.val_set
         self.shards = None
-        if cfg.data.shards:
+        if getattr(cfg.data, "shards", ""):
             from orchestrator.streams import ShardStreams
 
             self.shards = ShardStreams(cfg, self.meta, rank, world)
-        self.collapse = CollapseMonitor(cfg.method.collapse) if cfg.method.semi_supervised else None
-        self.method = build_method(cfg, self.meta).to(self.device)
+        self.collapse = self.parts.collapse
+        self.method = self.parts.method.to(self.device)
         self.epoch, self.step, self.best_ap = 0, 0, -1.0
         restored = self._restore()
         if settings.sync_bn:
@@ -191,8 +178,8 @@ class WorkerRun:
             self.method.to(self.device)
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(cfg, self.method)
-        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.optimizer = self.parts.build_optimizer()
+        self.scheduler = self.parts.build_scheduler(self.optimizer, self.steps_per_epoch())
         if restored is not None:
             self.optimizer.load_state_dict(restored["optimizer"])
             self.scheduler.load_state_dict(restored["scheduler"])
@@ -203,7 +190,6 @@ class WorkerRun:
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self._ddp = {name: DistributedDataParallel(net, device_ids=ids) for name, net in self.method.networks.items()}
-        self.evaluator = TopDownEvaluator(self.meta, cfg.codec, cfg.test, cfg.data.path(cfg.data.val_ann))
         self.logger = RunLogger(settings.tracking_uri, settings.run_id) if rank == 0 and settings.run_id else None
         self.run_dir = cfg.run_dir
 
@@ -276,10 +262,17 @@ class WorkerRun:
         return DataLoader(self.train_stream, batch_size=self.cfg.train.batch_size, sampler=sampler,
                           num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
 
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch on every rank (the DistributedSampler pads to equal shares)."""
+        if self.shards is not None:
+            return self.shards.steps_per_epoch()
+        share = math.ceil(len(self.train_stream) / self.world)
+        return max(1, math.ceil(share / self.cfg.train.batch_size))
+
     def val_loader(self) -> DataLoader:
         start, stop = split_range(len(self.val_set), self.world, self.rank)
         part = Subset(self.val_set, range(start, stop))
-        return DataLoader(part, batch_size=self.cfg.test.batch_size, shuffle=False,
+        return DataLoader(part, batch_size=self.parts.val_batch_size, shuffle=False,
                           num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
 
     # ------------------------------------------------------------------ loops
@@ -289,6 +282,8 @@ class WorkerRun:
             self.logger.log_metrics({f"train/{k}": v for k, v in logs.items()}, step)
 
     def _each_step(self, step: int, logs: dict[str, float]) -> None:
+        if self.parts.scheduler_per_step:
+            self.scheduler.step()
         if self.collapse is not None:
             self.collapse.update(logs)
         self._maybe_fail(step)
@@ -310,16 +305,16 @@ class WorkerRun:
 
     def evaluate(self, out_dir: Path | None) -> dict[str, dict[str, float]]:
         """AP/AR of every evaluated network: each rank predicts its range, rank 0 scores the gathered set."""
-        preds = self.evaluator.predict(self.method, self.val_batches(), self.device, self.cfg.train.channels_last)
+        preds = self.parts.predict(self.val_batches(), self.device, self.cfg.train.channels_last)
         gathered = self._gather(preds)
         stats = None
         if self.rank == 0:
-            merged = merge_predictions(gathered)
-            got = len(merged[self.method.primary]) if self.method.primary in merged else 0
+            merged = self.parts.merge(gathered)
+            got = self.parts.count(merged)
             expected = self.shards.val_count() if self.shards is not None else len(self.val_set)
             if got != expected:
-                raise RuntimeError(f"evaluated {got} of {expected} validation instances")
-            stats = self.evaluator.score(merged, out_dir)
+                raise RuntimeError(f"evaluated {got} of {expected} validation items")
+            stats = self.parts.score(merged, out_dir)
         return self._broadcast(stats)
 
     def fit(self) -> None:
@@ -336,7 +331,8 @@ class WorkerRun:
                 means, self.step = train_epoch(self.method, self.optimizer, self.train_batches(), tc, self.device,
                                                on_step=self._on_step, start_step=self.step,
                                                each_step=self._each_step)
-            self.scheduler.step()
+            if not self.parts.scheduler_per_step:
+                self.scheduler.step()
             self.epoch += 1
             rate = means.pop("images_per_s")
             metrics = {f"train/{k}": v for k, v in self._mean_across_ranks(means).items()}
@@ -409,17 +405,9 @@ class WorkerRun:
             path = self.draw_predictions(self.settings.images_to_draw)
             self.logger.log_artifact(path, "images")
 
-    @torch.no_grad()
     def draw_predictions(self, count: int) -> Path:
-        """The first ``count`` validation crops with the primary network's skeletons -> a PNG in the run dir."""
-        batch = next(iter(DataLoader(Subset(self.val_set, range(min(count, len(self.val_set)))),
-                                     batch_size=count, shuffle=False)))
-        self.method.eval()
-        images = to_device({"image": batch["image"]}, self.device)["image"]
-        heatmaps = self.method.predict(self.method.normalizer(images))[self.method.primary]
-        coords, scores = self.cfg.codec.decode(heatmaps.float().cpu())
-        grid = pose_grid(batch["image"].numpy(), np.asarray(coords), np.asarray(scores), self.meta,
-                         threshold=self.cfg.test.in_vis_threshold)
+        """The first ``count`` validation items with the primary network's skeletons -> a PNG in the run dir."""
+        grid = self.parts.draw(self.device, count)
         path = self.run_dir / f"predictions_{self.method.primary}.png"
         cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         return path

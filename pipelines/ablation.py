@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synth-images", type=int, default=600,
                    help="when the spec's data root is missing and is a SynthPose directory (a name containing "
                         "'synthpose'), generate it first with this many train images (default %(default)s); a "
-                        "name ending in '-quick' gets the quick profile (docs/synthpose.md)")
+                        "name ending in '-quick' gets the quick profile, '-crowd' (or '-crowd-cp', CrowdPose "
+                        "format) the crowd profile of the bottom-up runs (docs/synthpose.md)")
     return p.parse_args(argv)
 
 
@@ -69,13 +70,18 @@ def ensure_synthpose(spec: AblationSpec, images: int) -> None:
     if "synthpose" not in root.name:
         raise FileNotFoundError(f"{spec.source}: data.root {root} has no {spec.base.data.train_ann}")
     from pose.synth import SynthConfig, generate_dataset
-    from pose.synth.config import quick_config
+    from pose.synth.config import crowd_config, quick_config
 
-    quick = root.name.endswith("-quick")
-    print(f"generating SynthPose ({'quick profile, ' if quick else ''}{images} train images) in {root} ...",
-          flush=True)
+    if root.name.endswith("-quick"):
+        profile, cfg = "quick profile, ", quick_config(images)
+    elif root.name.endswith(("-crowd", "-crowd-cp")):
+        profile = "crowd profile, "
+        cfg = crowd_config(images, seed=0, format="crowdpose" if root.name.endswith("-cp") else "coco")
+    else:
+        profile, cfg = "", SynthConfig(images=images, seed=0)
+    print(f"generating SynthPose ({profile}{images} train images) in {root} ...", flush=True)
     t0 = time.perf_counter()
-    generate_dataset(quick_config(images) if quick else SynthConfig(images=images, seed=0), root)
+    generate_dataset(cfg, root)
     print(f"generated in {time.perf_counter() - t0:.0f} s", flush=True)
 
 

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pose.config import ConfigError, apply_overrides, load_config_file, to_dict
-from pose.experiment import ExperimentConfig
+from pose.config import ConfigError, apply_overrides, to_dict
+from pose.tasks import AnyExperimentConfig, load_experiment_file
 
 log = logging.getLogger("poselab")
 
@@ -41,14 +41,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- train
-def load_experiment(spec: str, overrides: list[str]) -> ExperimentConfig:
-    """A preset name or a JSON/YAML config file, then ``key=value`` overrides."""
+def load_experiment(spec: str, overrides: list[str]) -> AnyExperimentConfig:
+    """A preset name or a JSON/YAML config file (top-down, or bottom-up with ``task: bottomup``), then
+    ``key=value`` overrides."""
     from pose.presets import PRESETS, get_preset
 
     if spec in PRESETS:
         cfg = get_preset(spec).config
     elif Path(spec).suffix in (".json", ".yaml", ".yml"):
-        cfg = load_config_file(ExperimentConfig, spec)
+        cfg = load_experiment_file(spec)
     else:
         get_preset(spec)  # raises: unknown preset, listing the available ones
         raise AssertionError("unreachable")

@@ -167,8 +167,8 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
     return from_dict(type(cfg), data)
 
 
-def load_config_file(cls: type[T], path: str | Path) -> T:
-    """Load a JSON (or YAML, when PyYAML is installed) config file into dataclass ``cls``."""
+def read_config_data(path: str | Path) -> dict:
+    """The plain dict of a JSON (or YAML) config file; errors name the file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -185,7 +185,17 @@ def load_config_file(cls: type[T], path: str | Path) -> T:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: malformed JSON ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config_file(cls: type[T], path: str | Path) -> T:
+    """Load a JSON (or YAML) config file into dataclass ``cls``."""
+    data = read_config_data(path)
     try:
-        return from_dict(cls, data or {})
+        return from_dict(cls, data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None

@@ -148,6 +148,10 @@ class TestConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
+    """One top-down experiment (``task: topdown``; bottom-up experiments are
+    :class:`pose.bottomup.config.BottomUpExperimentConfig`, ``task: bottomup``)."""
+
+    task: Literal["topdown"] = "topdown"
     name: str = "experiment"
     output_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)

@@ -133,7 +133,7 @@ COCO = DatasetMeta(
         (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
         (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
     ),
-    grouping_order=(0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16),
+    grouping_order=tuple(range(17)),  # the CE repository visits 0..16 (HigherHRNet: hips before elbows)
     upper_body_ids=tuple(range(11)),
 )
 

@@ -1,4 +1,5 @@
-"""Named experiment configs (presets). Each is an ordinary :class:`ExperimentConfig`.
+"""Named experiment configs (presets). Each is an ordinary :class:`ExperimentConfig` (top-down) or
+:class:`BottomUpExperimentConfig` (bottom-up: ``pose.bottomup.presets``, the Coupled Embedding tables).
 
 ``poselab presets`` lists them; ``poselab train PRESET key=value ...`` runs one with overrides.
 Presets that reproduce a row of a paper's table say which in ``paper_row``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pose.bottomup.config import BottomUpExperimentConfig
 from pose.codecs.heatmap import HeatmapCodec
 from pose.experiment import DataConfig, ExperimentConfig, MethodConfig, SemiConfig, TestConfig, TrainConfig
 from pose.methods.hard_view import HardViewConfig
@@ -26,7 +28,7 @@ class Preset:
 
     name: str
     description: str
-    config: ExperimentConfig
+    config: ExperimentConfig | BottomUpExperimentConfig
     paper_row: str = ""
 
 
@@ -215,6 +217,12 @@ def _synth_grid() -> list[Preset]:
     return out
 
 
+def _bottomup_presets() -> list[Preset]:
+    from pose.bottomup.presets import BOTTOMUP_ROWS
+
+    return [Preset(name, description, cfg, row) for name, description, row, cfg in BOTTOMUP_ROWS]
+
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     _coco("coco-simplebaseline-r50-256x192", ModelConfig(arch="simple_baseline", depth=50), (192, 256), 2.0, 32,
           "SimpleBaseline ResNet-50, COCO train2017 -> val2017 (GT boxes), 210 epochs"),
@@ -229,6 +237,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     *_coco_semi_grid(),
     *_coco_full_rows(),
     *_synth_grid(),
+    *_bottomup_presets(),
 )}
 
 

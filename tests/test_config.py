@@ -2,12 +2,34 @@ import pytest
 
 from pose.config import ConfigError, apply_overrides, from_dict, load_config_file, to_dict
 from pose.experiment import ExperimentConfig
+from pose.bottomup.config import BottomUpExperimentConfig
 from pose.presets import PRESETS
+from pose.tasks import config_class, config_from_dict, load_experiment_file
 
 
 def test_round_trip_of_every_preset():
     for preset in PRESETS.values():
-        assert from_dict(ExperimentConfig, to_dict(preset.config)) == preset.config
+        assert config_from_dict(to_dict(preset.config)) == preset.config
+        assert type(preset.config) is config_class(to_dict(preset.config))
+
+
+def test_task_selects_the_config_class(tmp_path):
+    bottomup = tmp_path / "bu.yaml"
+    bottomup.write_text("task: bottomup\nname: x\nloss: {kind: ae}\ncodec: {embed_dim: 1}\n")
+    cfg = load_experiment_file(bottomup)
+    assert isinstance(cfg, BottomUpExperimentConfig) and cfg.loss.kind == "ae"
+    assert isinstance(load_experiment_file(_write(tmp_path / "td.yaml", "name: y\n")), ExperimentConfig)
+    with pytest.raises(ConfigError, match="task: 'sideways'"):
+        load_experiment_file(_write(tmp_path / "bad.yaml", "task: sideways\n"))
+    with pytest.raises(ConfigError, match="bad2.yaml: .*semi"):  # a top-down section in a bottom-up file
+        load_experiment_file(_write(tmp_path / "bad2.yaml", "task: bottomup\nsemi: {}\n"))
+    with pytest.raises(ConfigError, match="bottom.yaml: .*codec.heatmap_sizes"):
+        load_experiment_file(_write(tmp_path / "bottom.yaml", "task: bottomup\nmodel: {head: higher}\n"))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
 
 
 def test_unknown_key_is_an_error_naming_it():

@@ -1,4 +1,5 @@
-"""Single-process top-down training in plain PyTorch (no Ray): ``poselab train``'s local engine."""
+"""Single-process training in plain PyTorch (no Ray): ``poselab train``'s local engine, for top-down
+and bottom-up experiments alike (the task's parts: :func:`pose.engine.parts.build_parts`)."""
 
 from __future__ import annotations
 
@@ -13,21 +14,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from pose.config import to_dict
-from pose.engine.components import (
-    build_datasets,
-    build_method,
-    build_optimizer,
-    build_scheduler,
-    build_train_stream,
-    resolve_device,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-    training_state,
-)
-from pose.engine.loop import TopDownEvaluator, train_epoch
-from pose.experiment import ExperimentConfig
-from pose.methods import CollapseMonitor
+from pose.engine.components import resolve_device, rng_state, seed_everything, set_rng_state, training_state
+from pose.engine.loop import train_epoch
+from pose.engine.parts import build_parts
+from pose.tasks import AnyExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +34,15 @@ class Trainer:
 
     Rerunning with the same run directory resumes from ``last.pth`` (``resume=True``).
 
-    Supervised methods iterate the labeled set; semi-supervised ones (``method.kind`` posecons /
+    Bottom-up experiments (``task: bottomup``) train on whole images with a per-iteration schedule.
+    Top-down supervised methods iterate the labeled set; semi-supervised ones (``method.kind`` posecons /
     posedual) iterate the mixed stream (B labeled + B unlabeled per step, one epoch = one pass over the
     unlabeled set), and a :class:`CollapseMonitor` watches their per-step diagnostics
     (``train/collapse_collapsed``, ``_peak``, ``_current`` in the epoch metrics).
     """
 
-    def __init__(self, cfg: ExperimentConfig, log_metrics: MetricsFn = _print_metrics, resume: bool = True) -> None:
-        if cfg.data.shards:
+    def __init__(self, cfg: AnyExperimentConfig, log_metrics: MetricsFn = _print_metrics, resume: bool = True) -> None:
+        if getattr(cfg.data, "shards", ""):
             raise ValueError(f"data.shards={cfg.data.shards}: Parquet shards are streamed by Ray Data in the Ray "
                              "engine (poselab train without --engine plain); the plain engine reads image files")
         self.cfg = cfg
@@ -62,16 +53,16 @@ class Trainer:
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
-        self.meta = cfg.data.metainfo()
-        self.train_set, self.val_set = build_datasets(cfg, self.meta)
-        self.train_stream = build_train_stream(cfg, self.meta, self.train_set)
-        self.collapse = CollapseMonitor(cfg.method.collapse) if cfg.method.semi_supervised else None
-        self.method = build_method(cfg, self.meta).to(self.device)
+        self.parts = build_parts(cfg)
+        self.meta = self.parts.meta
+        self.train_stream, self.val_set = self.parts.train_stream, self.parts.val_set
+        self.collapse = self.parts.collapse
+        self.method = self.parts.method.to(self.device)
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(cfg, self.method)
-        self.scheduler = build_scheduler(cfg, self.optimizer)
-        self.evaluator = TopDownEvaluator(self.meta, cfg.codec, cfg.test, cfg.data.path(cfg.data.val_ann))
+        self.optimizer = self.parts.build_optimizer()
+        steps = max(1, math.ceil(len(self.train_stream) / cfg.train.batch_size))
+        self.scheduler = self.parts.build_scheduler(self.optimizer, steps)
         self.epoch = 0
         self.step = 0
         self.best_ap = -1.0
@@ -98,7 +89,13 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ loops
-    def _loader(self, dataset, shuffle: bool, batch_size: int, drop_last: bool) -> DataLoader:
+    def _each_step(self, step: int, logs: dict[str, float]) -> None:
+        if self.parts.scheduler_per_step:
+            self.scheduler.step()
+        if self.collapse is not None:
+            self.collapse.update(logs)
+
+    def _loader(self, dataset, shuffle: bool, batch_size: int | None, drop_last: bool) -> DataLoader:
         workers = self.cfg.data.num_workers
         generator = torch.Generator().manual_seed(self.cfg.train.seed + self.epoch)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
@@ -112,12 +109,12 @@ class Trainer:
         return self._loader(self.train_stream, shuffle=True, batch_size=self.cfg.train.batch_size, drop_last=False)
 
     def evaluate(self, write_results: bool = True) -> dict[str, dict[str, float]]:
-        loader = self._loader(self.val_set, shuffle=False, batch_size=self.cfg.test.batch_size, drop_last=False)
-        preds = self.evaluator.predict(self.method, loader, self.device, self.cfg.train.channels_last)
-        got = sum(len(p) for p in preds.values()) // max(len(preds), 1)
+        loader = self._loader(self.val_set, shuffle=False, batch_size=self.parts.val_batch_size, drop_last=False)
+        preds = self.parts.predict(loader, self.device, self.cfg.train.channels_last)
+        got = self.parts.count(preds)
         if got != len(self.val_set):
-            raise RuntimeError(f"evaluated {got} of {len(self.val_set)} validation instances")
-        return self.evaluator.score(preds, self.run_dir if write_results else None)
+            raise RuntimeError(f"evaluated {got} of {len(self.val_set)} validation items")
+        return self.parts.score(preds, self.run_dir if write_results else None)
 
     def fit(self) -> dict[str, float]:
         """Train to ``train.epochs``; returns the final metrics (AP etc. of the primary network)."""
@@ -132,11 +129,11 @@ class Trainer:
         while self.epoch < tc.epochs:
             loader = self.train_loader()
             t0 = time.perf_counter()
-            each_step = (lambda s, logs: self.collapse.update(logs)) if self.collapse is not None else None
             means, self.step = train_epoch(self.method, self.optimizer, loader, tc, self.device,
                                            on_step=lambda s, m: self.log_metrics(m, s), start_step=self.step,
-                                           each_step=each_step)
-            self.scheduler.step()
+                                           each_step=self._each_step)
+            if not self.parts.scheduler_per_step:
+                self.scheduler.step()
             self.epoch += 1
             metrics = {f"train/{k}": v for k, v in means.items()}
             metrics["epoch"] = self.epoch

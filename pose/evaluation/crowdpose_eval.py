@@ -270,7 +270,7 @@ def _select_thr(values: np.ndarray, iou_thr: float | None) -> np.ndarray:
 
 
 def evaluate_crowdpose(
-    gt: COCO, results: Sequence[dict], sigmas: np.ndarray, gt_name: str
+    gt: COCO, results: Sequence[dict], sigmas: np.ndarray, gt_name: str, image_ids: Sequence[int] | None = None
 ) -> dict[str, float]:
     """CrowdPose protocol stats, equal to xtcocotools' ``keypoints_crowd`` ``stats``.
 
@@ -281,6 +281,7 @@ def evaluate_crowdpose(
             optional ``bbox``).
         sigmas: (K,) OKS sigmas.
         gt_name: GT file name for error messages.
+        image_ids: evaluate these images only (default: all of the GT's).
 
     Returns:
         ``{name: value}`` for :data:`STAT_NAMES`, in that order.
@@ -288,7 +289,7 @@ def evaluate_crowdpose(
     check_crowdpose_gt(gt, gt_name)
     sigmas = np.asarray(sigmas, dtype=np.float64)
     cat_ids = sorted(gt.getCatIds())
-    img_ids = sorted(gt.getImgIds())
+    img_ids = sorted(gt.getImgIds() if image_ids is None else set(image_ids))
     cat_set, img_set = set(cat_ids), set(img_ids)
 
     gts: dict[tuple, list[dict]] = defaultdict(list)
@@ -321,6 +322,6 @@ def evaluate_crowdpose(
         "AR75": _mean_valid(_select_thr(recall, 0.75)),
     }
     for name, images in zip(("AP_easy", "AP_medium", "AP_hard"), crowd_index_split(gt)):
-        subset_precision, _ = curves(images)
+        subset_precision, _ = curves([i for i in images if i in img_set])
         stats[name] = float(np.round(np.mean(subset_precision), 4))
     return stats

@@ -241,11 +241,14 @@ def _results_coco(gt: COCO, results: list[dict]) -> COCO:
     return dt
 
 
-def _evaluate_coco(gt: COCO, results: list[dict], meta: DatasetMeta, verbose: bool) -> dict[str, float]:
+def _evaluate_coco(gt: COCO, results: list[dict], meta: DatasetMeta, verbose: bool,
+                   image_ids: Sequence[int] | None = None) -> dict[str, float]:
     with _quiet(verbose):
         dt = _results_coco(gt, results)
         ev = COCOeval(gt, dt, "keypoints")
         ev.params.kpt_oks_sigmas = meta.sigmas_array
+        if image_ids is not None:
+            ev.params.imgIds = sorted(image_ids)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -253,7 +256,8 @@ def _evaluate_coco(gt: COCO, results: list[dict], meta: DatasetMeta, verbose: bo
 
 
 def evaluate_keypoints(
-    gt: str | Path | COCO, results: str | Path | Sequence[dict], meta: DatasetMeta, *, verbose: bool = False
+    gt: str | Path | COCO, results: str | Path | Sequence[dict], meta: DatasetMeta, *, verbose: bool = False,
+    image_ids: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """AP/AR of keypoint results against a GT file.
 
@@ -262,6 +266,7 @@ def evaluate_keypoints(
         results: results JSON path or list of result dicts (see :func:`load_results`).
         meta: dataset metainfo: K, OKS sigmas, and the protocol (CrowdPose when ``meta.name == "crowdpose"``).
         verbose: let pycocotools print its progress and summary (CrowdPose: print :func:`format_summary`).
+        image_ids: evaluate these images only (default: every image of the GT); each must be in the GT.
 
     Returns:
         COCO: AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl (pycocotools ``stats``, -1 where a range
@@ -269,15 +274,19 @@ def evaluate_keypoints(
         give 0 wherever there is GT.
     """
     gt_coco = gt if isinstance(gt, COCO) else load_gt(gt)
+    if image_ids is not None:
+        unknown = sorted(set(image_ids) - set(gt_coco.getImgIds()))
+        if unknown:
+            raise ValueError(f"{gt_source(gt_coco)}: image ids {unknown[:5]} to evaluate are not in the ground truth")
     dets = load_results(results, gt_coco, meta)
     if is_crowdpose(meta):
         _check_gt_annotations(gt_coco, meta, ("keypoints", "bbox", "num_keypoints"))
-        stats = evaluate_crowdpose(gt_coco, dets, meta.sigmas_array, gt_source(gt_coco))
+        stats = evaluate_crowdpose(gt_coco, dets, meta.sigmas_array, gt_source(gt_coco), image_ids=image_ids)
         if verbose:
             print(format_summary(stats, meta))
         return stats
     _check_gt_annotations(gt_coco, meta, ("keypoints", "bbox", "area", "iscrowd", "num_keypoints"))
-    return _evaluate_coco(gt_coco, dets, meta, verbose)
+    return _evaluate_coco(gt_coco, dets, meta, verbose, image_ids)
 
 
 def format_summary(stats: dict[str, float], meta: DatasetMeta) -> str:

@@ -203,3 +203,15 @@ def quick_config(images: int = 600, seed: int = 0) -> SynthConfig:
                        person_height=(0.5, 0.95), min_keypoint_px=48, truncation=0.0, pose_variety=0.25,
                        occluders=0.0, clutter=0.2, distractors=0.0, blur=0.5, noise=2.0, lighting=0.2,
                        crowd_region_every=0)
+
+
+def crowd_config(images: int = 400, seed: int = 0, format: str = "coco") -> SynthConfig:
+    """The *crowd* SynthPose profile for bottom-up CPU runs: small images with 2 to 8 people, half of
+    them in overlapping groups or dense crowds (medium and hard crowdIndex), an iscrowd region every
+    10th image, moderate clutter and poses; no unlabeled split (bottom-up training is supervised)."""
+    return SynthConfig(format=format, images=images, val_images=max(images // 4, 4), unlabeled_images=0, seed=seed,
+                       long_side=(192, 256), min_people=2, max_people=8, group_fraction=0.4, crowd_fraction=0.3,
+                       person_height=(0.35, 0.9), min_keypoint_px=32, truncation=0.1, pose_variety=0.5,
+                       occluders=0.2, clutter=0.4, distractors=1.0, blur=0.6, noise=3.0, lighting=0.2,
+                       crowd_region_every=10)
+

@@ -1,0 +1,1 @@
+"""Bottom-up multi-person pose: Associative Embedding and Coupled Embedding (docs/bottomup.md)."""

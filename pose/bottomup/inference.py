@@ -1,0 +1,137 @@
+"""Bottom-up inference and evaluation: whole images -> people -> COCO results -> AP.
+
+Per image (spec section 4): ResizeAlign at every test scale factor, forward (with the horizontally
+flipped image in the same batch when ``test.flip_test``), HigherHRNet heatmaps averaged at 1/2,
+everything projected to the factor-1 input resolution, flip merge (heatmaps averaged, tags
+concatenated), scale merge (heatmaps averaged, tags from factor 1), then the codec's decode (NMS,
+top-k, grouping, offsets, score, refine) and back-projection to the original image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pose.bottomup.aggregate import aggregate_outputs
+from pose.bottomup.codec import BottomUpCodec
+from pose.bottomup.config import BottomUpTestConfig
+from pose.bottomup.data import resize_align
+from pose.bottomup.method import BottomUpMethod
+from pose.data.transforms import invert_affine, transform_points
+from pose.evaluation.keypoint_eval import evaluate_keypoints, load_gt
+from pose.metainfo import DatasetMeta
+
+PIXEL_CENTRE_SHIFT = 0.5  # decode's +0.5 (corner convention) undone before the centre-convention affine
+
+
+def people_to_results(people: np.ndarray, scores: np.ndarray, image_id: int, max_people: int) -> list[dict]:
+    """(P, K, 3) image-pixel people and (P,) scores -> COCO keypoint results (the ``max_people``
+    highest-scoring people), each with the keypoints' bounding box."""
+    order = np.argsort(-scores, kind="stable")[:max_people]
+    results = []
+    for i in order:
+        kp = people[i]
+        x0, y0 = kp[:, :2].min(axis=0)
+        x1, y1 = kp[:, :2].max(axis=0)
+        results.append({"image_id": int(image_id), "category_id": 1,
+                        "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
+                        "score": float(scores[i]),
+                        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]})
+    return results
+
+
+class BottomUpEvaluator:
+    """Predicts people on whole validation images and computes AP/AR (COCO or CrowdPose protocol).
+
+    Args:
+        meta: dataset metainfo (flip indices, grouping order, OKS sigmas, protocol).
+        codec: the codec whose ``decode`` groups the joints (its ``input_size`` is the test size).
+        test: flip test, scale factors, size divisor, people kept per image.
+        gt_file: COCO-format ground truth of the validation images.
+        image_ids: the evaluated images (a subset of the GT's when ``data.max_val_images`` is set).
+    """
+
+    def __init__(self, meta: DatasetMeta, codec: BottomUpCodec, test: BottomUpTestConfig, gt_file: str | Path,
+                 image_ids: list[int] | None = None) -> None:
+        self.meta = meta
+        self.codec = codec
+        self.test = test
+        self.gt_file = Path(gt_file)
+        self.image_ids = image_ids
+        self._gt = None
+
+    @property
+    def gt(self):
+        if self._gt is None:
+            self._gt = load_gt(self.gt_file)
+        return self._gt
+
+    @torch.no_grad()
+    def predict_resized(self, method: BottomUpMethod, images: list[torch.Tensor], matrix: np.ndarray,
+                        device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        """People on one image already ResizeAligned at every test scale factor.
+
+        Args:
+            images: per scale factor (factor 1 first), (3, h_j, w_j) uint8 RGB.
+            matrix: (2, 3) original image -> factor-1 image.
+
+        Returns:
+            people (P, K, 3) [x, y, val] in original image pixels, scores (P,).
+        """
+        if len(images) != len(self.test.scale_factors):
+            raise ValueError(f"{len(images)} resized images for scale factors {list(self.test.scale_factors)}")
+        method.eval()
+        outputs = []
+        for x in images:
+            x = x[None].to(device)
+            if self.test.flip_test:
+                x = torch.cat([x, x.flip(-1)])
+            heatmaps, tags = method.forward_images(x)
+            outputs.append(([h.float() for h in heatmaps], tags.float()))
+        base_size = (int(images[0].shape[1]), int(images[0].shape[2]))
+        hm, tg = aggregate_outputs(outputs, base_size, self.test.scale_factors,
+                                   self.meta.flip_indices if self.test.flip_test else None)
+        people, scores = self.codec.decode(hm.cpu(), tg.cpu(), self.meta.grouping_order)
+        if len(people):
+            # decode reports pixel i at i + 0.5 (the original's corner convention, where pixel i spans
+            # [i, i + 1)); ResizeAlign's matrix maps pixel centres to pixel centres, so shift back first.
+            back = invert_affine(np.asarray(matrix, dtype=np.float64))
+            people = people.copy()
+            xy = people[:, :, :2].reshape(-1, 2) - PIXEL_CENTRE_SHIFT
+            people[:, :, :2] = transform_points(xy, back).reshape(people.shape[0], -1, 2)
+        return people, scores
+
+    def predict_image(self, method: BottomUpMethod, image: np.ndarray, device: torch.device
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """One RGB image (H, W, 3) uint8 -> people (P, K, 3) in image pixels, scores (P,)."""
+        images, matrix = [], None
+        for factor in self.test.scale_factors:
+            resized, m = resize_align(image, self.codec.input_size, self.test.size_divisor, factor)
+            matrix = m if matrix is None else matrix
+            images.append(torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1))))
+        return self.predict_resized(method, images, matrix, device)
+
+    def predict(self, method: BottomUpMethod, items: Iterable[dict], device: torch.device
+                ) -> tuple[list[dict], list[int]]:
+        """COCO results for every item of a :class:`pose.bottomup.data.ValImageDataset` (one image per
+        item, un-collated) and the ids of the images seen."""
+        results: list[dict] = []
+        seen: list[int] = []
+        for item in items:
+            images = [item["image"]] + [item[f"image_{j}"] for j in range(1, len(self.test.scale_factors))]
+            image_id = int(item["image_id"])
+            people, scores = self.predict_resized(method, images, item["matrix"].numpy(), device)
+            results.extend(people_to_results(people, scores, image_id, self.test.max_people))
+            seen.append(image_id)
+        return results, seen
+
+    def score(self, results: list[dict], out_dir: str | Path | None = None) -> dict[str, float]:
+        """AP/AR of ``results``; with ``out_dir``, also writes ``results_net.json`` there."""
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            (Path(out_dir) / "results_net.json").write_text(json.dumps(results))
+        return evaluate_keypoints(self.gt, results, self.meta, image_ids=self.image_ids)

@@ -32,7 +32,15 @@ from orchestrator.table import (
     trial_tags,
 )
 from orchestrator.tracking import get_or_create_experiment, resolve_tracking_uri, start_run
-from orchestrator.train import RunOptions, absolute_paths, run_training, safe_name
+from orchestrator.train import (
+    RunOptions,
+    absolute_paths,
+    remove_storage_dir,
+    run_training,
+    safe_name,
+    storage_join,
+    storage_root,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +103,7 @@ def _trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
         return
     plan = ResourcePlan(**ctx["plan"])
     options = RunOptions(**ctx["run_options"], parent_run_id=ctx["parent_run_id"],
-                         run_key=f"{ctx['parent_key']}/{trial.trial_id}",
+                         run_key=child_run_key(ctx["parent_run_id"], trial.trial_id),
                          tags={**trial_tags(ctx["parent_run_id"], trial.trial_id, trial.axes), **ctx["tags"],
                                "poselab.run_dir": str(trial.config.run_dir)})
     callbacks = []
@@ -108,6 +116,12 @@ def _trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
                      "mlflow_run_id": result.run_id})
 
 
+def child_run_key(parent_run_id: str, trial_id: str) -> str:
+    """The MLflow run key of a trial: under its parent *run*, so a resumed ablation (same parent run)
+    finds its children again and a restarted one (a new parent run) starts new ones."""
+    return f"{parent_run_id}/{trial_id}"
+
+
 def _finished_run(ctx: dict[str, Any], trial: Trial) -> tuple[str, dict[str, float]] | None:
     """(run id, final metrics) when the trial's MLflow child run already finished, else None."""
     from mlflow.tracking import MlflowClient
@@ -116,7 +130,8 @@ def _finished_run(ctx: dict[str, Any], trial: Trial) -> tuple[str, dict[str, flo
 
     client = MlflowClient(tracking_uri=ctx["run_options"]["tracking_uri"])
     experiment = client.get_experiment_by_name(ctx["run_options"]["experiment"])
-    run_id = find_run(client, experiment.experiment_id, f"{ctx['parent_key']}/{trial.trial_id}") if experiment else None
+    key = child_run_key(ctx["parent_run_id"], trial.trial_id)
+    run_id = find_run(client, experiment.experiment_id, key) if experiment else None
     if run_id is None:
         return None
     run = client.get_run(run_id)
@@ -176,14 +191,18 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
         print(plan.skipped_summary(), flush=True)
     out_dir = options.output_dir or spec.base.output_dir
     trials = [replace(t, config=absolute_paths(replace(t.config, output_dir=out_dir))) for t in plan.trials]
-    storage = Path(options.storage_path or Path(out_dir) / "tune").resolve()
+    storage = storage_root(options.storage_path or Path(out_dir) / "tune")
     tune_name = safe_name(spec.name)
+    location = storage_join(storage, tune_name)
 
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = get_or_create_experiment(client, options.experiment, tracking_uri)
-    parent_key = f"ablation:{storage / tune_name}"
-    restoring = ray.tune.Tuner.can_restore(str(storage / tune_name)) and not options.restart
+    parent_key = f"ablation:{location}"
+    restoring = ray.tune.Tuner.can_restore(location) and not options.restart
+    if options.restart:  # start over: the Tune state and the trials' run directories go
+        for path in [location, *(str(t.config.run_dir) for t in trials)]:
+            remove_storage_dir(path)
     parent_id, resumed = start_run(client, experiment_id, parent_key, spec.name,
                                    params={"spec": spec.source, "trials": len(trials), "axes": spec.axis_names},
                                    tags={**parent_tags(spec.name, spec.axis_names), **options.extra_tags},
@@ -202,9 +221,9 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
 
     run_options = dict(num_workers=options.workers, use_gpu=options.use_gpu, tracking_uri=tracking_uri,
                        experiment=options.experiment, max_failures=options.max_failures,
-                       storage_path=str(storage / tune_name / "train"), stop_on_collapse=spec.stop_collapsed,
+                       storage_path=storage_join(location, "train"), stop_on_collapse=spec.stop_collapsed,
                        log_checkpoints=options.log_checkpoints)
-    context = {"parent_run_id": parent_id, "parent_key": parent_key, "plan": asdict(trial_plan),
+    context = {"parent_run_id": parent_id, "plan": asdict(trial_plan),
                "run_options": run_options, "tags": dict(options.extra_tags)}
     trainable = ray.tune.with_resources(ray.tune.with_parameters(_trial_fn, context=context),
                                         {"CPU": cpus_per_trial if options.workers == 0 else 0.1})
@@ -215,7 +234,7 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
         scheduler = ASHAScheduler(time_attr="epoch", metric="val/best_AP", mode="max",
                                   max_t=max(t.config.train.epochs for t in trials), grace_period=1)
     if restoring:
-        tuner = ray.tune.Tuner.restore(str(storage / tune_name), trainable, resume_unfinished=True,
+        tuner = ray.tune.Tuner.restore(location, trainable, resume_unfinished=True,
                                        resume_errored=True)
     else:
         tuner = ray.tune.Tuner(
@@ -224,7 +243,7 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
             tune_config=ray.tune.TuneConfig(max_concurrent_trials=limit, scheduler=scheduler, reuse_actors=True,
                                             trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                                             trial_dirname_creator=lambda t: safe_name(t.config["trial"]["trial_id"])),
-            run_config=ray.tune.RunConfig(name=tune_name, storage_path=str(storage), verbose=0,
+            run_config=ray.tune.RunConfig(name=tune_name, storage_path=storage, verbose=0,
                                           callbacks=[_StatusPrinter(len(trials))],
                                           failure_config=ray.tune.FailureConfig(max_failures=options.max_failures)),
         )
@@ -241,5 +260,5 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
                                     "skipped": [s.label for s in plan.skipped]}, "results/grid.json")
     text = format_text(table, title)
     if errors:
-        text += f"\n{errors} trial(s) failed: see {storage / tune_name}\n"
+        text += f"\n{errors} trial(s) failed: see {location}\n"
     return text

@@ -32,7 +32,8 @@ def add_ray_arguments(p: argparse.ArgumentParser, workers_default: int = 1) -> N
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
     g.add_argument("--experiment", default="poselab", help="MLflow experiment name (default poselab)")
     g.add_argument("--max-failures", type=int, default=2, help="worker-group restarts before a run fails")
-    g.add_argument("--storage", default=None, help="Ray Train checkpoint storage (default: <output_dir>/ray)")
+    g.add_argument("--storage", default=None, help="Ray Train checkpoint storage: a shared path or an object-store URI "
+                                                         "(s3://..., gs://...; default: <output_dir>/ray)")
     g.add_argument("--resource-strategy", default=None, choices=["auto", "fits", "overcommit", "fractional"],
                    help="how Train workers and data loading share CPUs (default auto)")
 

@@ -97,7 +97,7 @@ class TrainResult:
 
 
 def absolute_paths(cfg: AnyExperimentConfig, cwd: str | Path | None = None) -> AnyExperimentConfig:
-    """``data.root``, ``data.shards`` (top-down), ``output_dir`` and ``model.pretrained`` made absolute
+    """``data.root``, ``data.shards``, ``output_dir`` and ``model.pretrained`` made absolute
     against ``cwd``."""
     base = Path(cwd or os.getcwd())
 
@@ -109,6 +109,31 @@ def absolute_paths(cfg: AnyExperimentConfig, cwd: str | Path | None = None) -> A
     if hasattr(cfg.data, "shards"):
         data = dataclasses.replace(data, shards=absolute(cfg.data.shards))
     return dataclasses.replace(cfg, output_dir=absolute(cfg.output_dir), data=data, model=model)
+
+
+def storage_root(path: str | Path) -> str:
+    """A storage location for Ray Train / Tune: an object-store URI (``s3://bucket/prefix``,
+    ``gs://...``) as given, a local path made absolute (every node must see it: a shared filesystem)."""
+    text = str(path)
+    return text if "://" in text else str(Path(text).resolve())
+
+
+def storage_join(root: str, *parts: str) -> str:
+    """``root/part/...`` for a URI or a local path."""
+    return "/".join([root.rstrip("/"), *parts]) if "://" in root else str(Path(root, *parts))
+
+
+def remove_storage_dir(location: str) -> None:
+    """Delete a run's storage directory (local or on an object store) if it exists."""
+    if "://" not in location:
+        if Path(location).exists():
+            shutil.rmtree(location)
+        return
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(location)
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+        fs.delete_dir(path)
 
 
 def safe_name(name: str) -> str:
@@ -169,13 +194,12 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
 
     cfg = absolute_paths(cfg)
     run_dir = cfg.run_dir
-    storage = Path(options.storage_path or Path(cfg.output_dir) / "ray").resolve()
+    storage = storage_root(options.storage_path or Path(cfg.output_dir) / "ray")
     ray_name = safe_name(cfg.name)
     if not options.resume:
-        for d in (run_dir, storage / ray_name):
-            if d.exists():
-                log.info("--no-resume: removing %s", d)
-                shutil.rmtree(d)
+        for d in (str(run_dir), storage_join(storage, ray_name)):
+            log.info("--no-resume: removing %s (if present)", d)
+            remove_storage_dir(d)
     changed = _config_changed(run_dir, cfg)
     if changed:
         raise ValueError(f"{run_dir} holds an interrupted run with a different config (sections: "
@@ -217,7 +241,7 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
 
 
 def _torch_trainer(cfg: AnyExperimentConfig, settings: WorkerSettings, options: RunOptions, plan: ResourcePlan,
-                   storage: Path, ray_name: str, callbacks: Sequence[Any]):
+                   storage: str, ray_name: str, callbacks: Sequence[Any]):
     """The ``TorchTrainer``: deterministic ``(storage_path, name)`` so a rerun restores its checkpoint."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -234,7 +258,7 @@ def _torch_trainer(cfg: AnyExperimentConfig, settings: WorkerSettings, options: 
         torch_config=TorchConfig(backend="nccl" if options.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(**scaling),
         run_config=ray.train.RunConfig(
-            name=ray_name, storage_path=str(storage),
+            name=ray_name, storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), callbacks=list(callbacks)),
     )

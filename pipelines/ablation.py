@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
     p.add_argument("--experiment", default="poselab-ablations", help="MLflow experiment (default %(default)s)")
     p.add_argument("--output-dir", default=None, help="trial run directories (default: the spec's output_dir)")
-    p.add_argument("--storage", default=None, help="Tune/Train storage (default: <output dir>/tune)")
+    p.add_argument("--storage", default=None, help="Tune/Train storage: a shared path or an object-store URI such as "
+                        "s3://BUCKET/poselab/tune (default: <output dir>/tune)")
     p.add_argument("--address", default=None,
                    help="Ray address (default: $RAY_ADDRESS, as set inside `ray job submit`; else a local Ray)")
     p.add_argument("--restart", action="store_true", help="start over instead of resuming an interrupted run")

@@ -86,6 +86,16 @@ def test_ablation_runs_the_grid_and_a_killed_driver_resumes(tiny_ablation_spec, 
         assert "supervised" in again.stdout and "posecons" in again.stdout and "(1)" in again.stdout
         artifacts = {a.path for a in client.list_artifacts(parent.run_id, "results")}
         assert {"results/table.md", "results/table.csv", "results/table.json"} <= artifacts
+
+        fresh = subprocess.run([*cmd, "--restart"], cwd=REPO, env=driver_env(ray_tmp), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=600)
+        assert fresh.returncode == 0, fresh.stdout[-4000:]
+        assert "already finished" not in fresh.stdout  # --restart trains every trial again
+        parent3, df3 = collect_trials(client, "abl", "resume")
+        assert parent3.run_id != parent.run_id and set(df3.status) == {"FINISHED"} and len(df3) == 2
+        assert not set(df3.run_id) & set(df2.run_id)  # new child runs; the old ones are kept as they were
+        for run_id in df3.run_id:
+            assert len(client.get_metric_history(run_id, "epoch")) == 1
     finally:
         kill_started_processes(str(ray_tmp))
         kill_started_processes(str(tmp_path))

@@ -180,3 +180,17 @@ def test_bottomup_runs_through_ray_train(ray_session, crowd_dataset, tmp_path, f
     assert "images" in _artifacts(client, result.run_id)
     state = torch.load(result.run_dir / "last.pth", map_location="cpu", weights_only=False)
     assert state["epoch"] == 2 and state["step"] == 2 * (3 if workers == 0 else 2)  # 12 images, batch 4
+
+
+def test_storage_locations_keep_uris_and_resolve_paths(tmp_path, monkeypatch):
+    from orchestrator.train import remove_storage_dir, storage_join, storage_root
+
+    monkeypatch.chdir(tmp_path)
+    assert storage_root("s3://bucket/poselab/tune") == "s3://bucket/poselab/tune"
+    assert storage_join("s3://bucket/poselab/", "abl", "train") == "s3://bucket/poselab/abl/train"
+    assert storage_root("runs/tune") == str(tmp_path / "runs" / "tune")
+    assert storage_join(str(tmp_path), "a", "b") == str(tmp_path / "a" / "b")
+    (tmp_path / "gone" / "x").mkdir(parents=True)
+    remove_storage_dir(f"file://{tmp_path}/gone")  # a URI through pyarrow's filesystems
+    assert not (tmp_path / "gone").exists()
+    remove_storage_dir(str(tmp_path / "never"))  # absent: nothing to do

@@ -10,6 +10,13 @@ worker builds its epoch's lazy Ray datasets (:mod:`orchestrator.data`) and itera
 * every worker yields exactly ``ceil(rows / (workers x batch))`` batches per epoch, cycling its part
   when it is shorter (DDP needs equal step counts; ``DistributedSampler`` pads the same way);
 * validation rows are split into rank ranges that cover each row exactly once.
+
+Bottom-up experiments (``task: bottomup``; ``train/`` and ``val/`` written with ``poselab shards
+--mode bottomup``) get :class:`BottomUpShardStreams` from the same constructor: the training images
+(those with an annotation, as the file loader keeps) are split into contiguous index ranges, every
+worker yields exactly ``ceil(images / (workers x batch))`` :class:`~pose.bottomup.data.BottomUpDataset`
+batches, and validation yields :class:`~pose.bottomup.data.ValImageDataset` items, one image per step,
+each image (the first ``data.max_val_images`` when set) on exactly one worker.
 """
 
 from __future__ import annotations
@@ -17,14 +24,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Self
 
 from orchestrator.data import (
     SkipReport,
+    build_bottomup_dataset,
+    build_bottomup_val_for_worker,
     build_topdown_dataset,
     build_val_dataset_for_worker,
+    iter_bottomup_batches,
+    iter_bottomup_val_items,
     iter_semi_batches,
     iter_topdown_batches,
 )
+from pose.bottomup.config import BottomUpExperimentConfig
+from pose.bottomup.shards import training_ranks
 from pose.data.semi import UNLABELED_KEYS
 from pose.data.shards import open_shards, split_range
 from pose.engine.components import UNLABELED_SEED_OFFSET
@@ -34,11 +48,15 @@ from pose.metainfo import DatasetMeta
 SHUFFLE_BATCHES = 4  # local shuffle buffer, in batches
 
 
-def shard_dirs(cfg: ExperimentConfig) -> dict[str, Path]:
+def _bottomup(cfg: Any) -> bool:
+    return getattr(cfg, "task", "topdown") == "bottomup"
+
+
+def shard_dirs(cfg: ExperimentConfig | BottomUpExperimentConfig) -> dict[str, Path]:
     """``{"train", "val"[, "unlabeled"]}`` shard directories under ``data.shards`` (checked to exist)."""
     root = Path(cfg.data.shards)
     names = ["train", "val"]
-    if cfg.method.semi_supervised and cfg.semi.unlabeled == "detections":
+    if not _bottomup(cfg) and cfg.method.semi_supervised and cfg.semi.unlabeled == "detections":
         names.append("unlabeled")
     dirs = {n: root / n for n in names}
     missing = [str(d) for d in dirs.values() if not d.is_dir()]
@@ -64,7 +82,13 @@ def exactly(steps: int, make: Callable[[], Iterator]) -> Iterator:
 
 
 class ShardStreams:
-    """The batches one worker (``rank`` of ``world``) trains and evaluates on, for one experiment."""
+    """The batches one worker (``rank`` of ``world``) trains and evaluates on, for one experiment.
+
+    ``ShardStreams(cfg, ...)`` of a bottom-up config (``cfg.task == "bottomup"``) is a
+    :class:`BottomUpShardStreams`, with the same methods."""
+
+    def __new__(cls, cfg: Any, *args: Any, **kwargs: Any) -> Self:
+        return super().__new__(BottomUpShardStreams if cls is ShardStreams and _bottomup(cfg) else cls)
 
     def __init__(self, cfg: ExperimentConfig, meta: DatasetMeta, rank: int, world: int) -> None:
         self.cfg, self.meta, self.rank, self.world = cfg, meta, rank, world
@@ -125,4 +149,40 @@ class ShardStreams:
         return iter_topdown_batches(ds, self.cfg.test.batch_size, report=SkipReport(stream="val"))
 
     def val_count(self) -> int:
+        return self.val_rows
+
+
+class BottomUpShardStreams(ShardStreams):
+    """:class:`ShardStreams` of a bottom-up experiment (whole images, one row per image)."""
+
+    def __init__(self, cfg: BottomUpExperimentConfig, meta: DatasetMeta, rank: int, world: int) -> None:
+        self.cfg, self.meta, self.rank, self.world = cfg, meta, rank, world
+        self.dirs = shard_dirs(cfg)
+        self.train_ranks = training_ranks(self.dirs["train"])  # position = BottomUpDataset index
+        if not len(self.train_ranks):
+            raise ValueError(f"{self.dirs['train']}: no training image with an annotation")
+        val = open_shards(self.dirs["val"]).num_rows
+        self.val_rows = min(cfg.data.max_val_images, val) if cfg.data.max_val_images else val
+
+    def steps_per_epoch(self) -> int:
+        """As the file loader's ``DistributedSampler`` + ``DataLoader`` (``ceil(ceil(n / world) / b)``)."""
+        return max(1, math.ceil(len(self.train_ranks) / (self.world * self.cfg.train.batch_size)))
+
+    def train_batches(self, epoch: int) -> Iterator:
+        cfg = self.cfg
+        span = split_range(len(self.train_ranks), self.world, self.rank)
+        ds = build_bottomup_dataset(self.dirs["train"], self.meta, cfg.codec, cfg.augment, index_range=span,
+                                    train_ranks=self.train_ranks, **self._common(epoch))
+        report = SkipReport(stream="train", epoch=epoch)
+        return exactly(self.steps_per_epoch(), lambda: iter_bottomup_batches(
+            ds, cfg.train.batch_size, report=report, **self._iter_kwargs(epoch)))
+
+    def val_batches(self) -> Iterator:
+        """This worker's validation images, one un-collated item each (all workers: every image once)."""
+        ds = build_bottomup_val_for_worker(self.dirs["val"], self.rank, self.world, self.meta, self.cfg.codec,
+                                           self.cfg.test, max_images=self.cfg.data.max_val_images)
+        return iter_bottomup_val_items(ds, report=SkipReport(stream="val"))
+
+    def val_count(self) -> int:
+        """Validation images (distinct image ids the gathered predictions must cover)."""
         return self.val_rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -46,5 +47,37 @@ def crowd_dataset(tmp_path_factory) -> Callable[[str], Path]:
             generate_dataset(cfg, root)
             made[fmt] = root
         return made[fmt]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def crowd_bottomup_shards(crowd_dataset, tmp_path_factory) -> Callable[[str, bool], tuple[Path, Path, Path]]:
+    """``crowd_bottomup_shards(fmt, sparse)`` -> (dataset root, train annotation file, shard root holding
+    ``train/`` and ``val/``) written by ``poselab shards --mode bottomup`` from ``crowd_dataset(fmt)``
+    (5 rows per file, 2 per row group). ``sparse``: the train annotation file leaves out the annotations
+    of images 2 and 5, which the file loader then skips from training (10 training images of 12)."""
+    made: dict[tuple[str, bool], tuple[Path, Path, Path]] = {}
+
+    def make(fmt: str, sparse: bool = False) -> tuple[Path, Path, Path]:
+        if (fmt, sparse) not in made:
+            from pose.cli import main
+
+            root = crowd_dataset(fmt)
+            tmp = tmp_path_factory.mktemp(f"bu-shards-{fmt}{'-sparse' if sparse else ''}")
+            ann = root / "annotations" / "person_keypoints_train.json"
+            if sparse:
+                data = json.loads(ann.read_text())
+                drop = {data["images"][2]["id"], data["images"][5]["id"]}
+                data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in drop]
+                ann = tmp / "person_keypoints_train_sparse.json"
+                ann.write_text(json.dumps(data))
+            for split in ("train", "val"):
+                argv = ["shards", "--root", str(root), "--split", split, "--out", str(tmp / "shards" / split),
+                        "--mode", "bottomup", "--dataset", fmt, "--rows-per-shard", "5", "--row-group-size", "2",
+                        "--workers", "1", "--no-progress"]
+                assert main(argv + (["--ann", str(ann)] if split == "train" else [])) == 0
+            made[fmt, sparse] = (root, ann, tmp / "shards")
+        return made[fmt, sparse]
 
     return make

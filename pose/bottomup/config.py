@@ -21,7 +21,14 @@ from pose.metainfo import DatasetMeta, get_metainfo
 class BottomUpDataConfig:
     """Whole-image COCO-format data (COCO or CrowdPose keypoints; ``dataset`` picks the metainfo and
     the evaluation protocol). Paths are relative to ``root`` unless absolute. ``max_val_images`` > 0
-    evaluates the first N validation images only (quick runs; the GT is restricted to them)."""
+    evaluates the first N validation images only (quick runs; the GT is restricted to them).
+
+    ``shards`` (relative to the working directory, like ``root``): a directory of Parquet shards with
+    ``train/`` and ``val/`` written by ``poselab shards --mode bottomup`` from this dataset; when set,
+    Ray Train workers stream decoded, augmented images and their targets from them through Ray Data
+    instead of reading image files (the same items as the file loader's; the ground-truth JSON under
+    ``root`` still scores validation). The plain-PyTorch engine reads image files only and refuses it.
+    """
 
     root: str = "data/synthpose-crowd"
     dataset: Literal["coco", "crowdpose"] = "coco"
@@ -31,6 +38,7 @@ class BottomUpDataConfig:
     val_images: str = "images/val"
     max_val_images: int = 0
     num_workers: int = 2
+    shards: str = ""
 
     def path(self, rel: str) -> Path:
         p = Path(rel)

@@ -6,7 +6,9 @@ Spec: ``coupled_embedding_spec.md`` sections 1.1-1.3. One training item is one i
   the :class:`~pose.metainfo.DatasetMeta`) into :class:`BottomUpImage` records, in JSON image order.
   Training keeps images with at least one annotation of any kind (crowd regions count), evaluation
   keeps every image. A person is kept when ``iscrowd == 0 or num_keypoints > 0`` *and* it has at
-  least one labelled joint (v > 0).
+  least one labelled joint (v > 0). Its two halves, :func:`group_annotations` and
+  :func:`image_record`, also choose what bottom-up Parquet shards hold (``pose.data.shards``), so
+  the shard rows carry exactly these people and masks (:mod:`pose.bottomup.shards` decodes them).
 * :func:`ignore_mask` rasterises, at full image size, the ``iscrowd`` RLEs and the polygons of
   non-crowd people with ``num_keypoints == 0`` (0 = ignored, 1 = used). Annotations without a
   ``segmentation`` (all of CrowdPose) add nothing, so a CrowdPose mask is all ones.
@@ -185,10 +187,29 @@ def load_bottomup_images(
     """
     path = Path(ann_file)
     data = read_json(path)
-    images = _images_by_id(data, path)  # type: ignore[arg-type]
-    if len(images) != len(data["images"]):  # type: ignore[index]
+    by_image = group_annotations(data, path, meta, train)  # type: ignore[arg-type]
+    report = LoadReport(source=str(path))
+    out: list[BottomUpImage] = []
+    for img in data["images"]:  # type: ignore[index]
+        entries = by_image.get(int(img["id"]), [])
+        if train and not entries:
+            report.skip("images without annotations")
+            continue
+        out.append(image_record(img, entries, Path(image_dir), meta, path, report)[0])
+    report.kept = len(out)
+    report.log()
+    return out, report
+
+
+def group_annotations(data: dict, path: Path, meta: DatasetMeta, train: bool
+                      ) -> dict[int, list[tuple[dict, np.ndarray]]]:
+    """Validate a parsed keypoint file and group its annotations by image id, each with its (K, 3)
+    float32 keypoints, in file order (the first half of :func:`load_bottomup_images`, shared with the
+    bottom-up shard writer, :func:`pose.data.shards.write_shards`)."""
+    images = _images_by_id(data, path)
+    if len(images) != len(data["images"]):
         seen: set[int] = set()
-        for img in data["images"]:  # type: ignore[index]
+        for img in data["images"]:
             if int(img["id"]) in seen:
                 raise ValueError(f"{path}: image id {img['id']} appears more than once")
             seen.add(int(img["id"]))
@@ -196,7 +217,7 @@ def load_bottomup_images(
         gt = COCO()  # only .dataset is read: no index, no prints
         gt.dataset = data
         check_crowdpose_gt(gt, str(path))
-    anns = data.get("annotations")  # type: ignore[union-attr]
+    anns = data.get("annotations")
     if anns is None:
         if train:
             raise ValueError(f"{path}: no 'annotations' list (training needs keypoint annotations)")
@@ -223,53 +244,60 @@ def load_bottomup_images(
             raise ValueError(f"{path}: annotation {ann_id} (image {ann['image_id']}) has non-numeric or "
                              f"non-finite keypoints")
         by_image.setdefault(int(ann["image_id"]), []).append((ann, np.asarray(kp, np.float32).reshape(k, 3)))
+    return by_image
 
-    report = LoadReport(source=str(path))
-    root = Path(image_dir)
-    out: list[BottomUpImage] = []
-    for img in data["images"]:  # type: ignore[index]
-        image_id = int(img["id"])
-        entries = by_image.get(image_id, [])
-        if train and not entries:
-            report.skip("images without annotations")
+
+def image_record(img: dict, entries: list[tuple[dict, np.ndarray]], image_dir: Path, meta: DatasetMeta,
+                 path: Path, report: LoadReport) -> tuple[BottomUpImage, list[dict]]:
+    """One image's record from its JSON entry and its :func:`group_annotations` entries, and the
+    annotations of the kept people (same order as ``joints``): which people train and which
+    segmentations make the ignore mask is decided here only (the second half of
+    :func:`load_bottomup_images`, shared with the bottom-up shard writer)."""
+    image_id = int(img["id"])
+    width, height = int(img["width"]), int(img["height"])
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{path}: image {image_id} has size {width}x{height}")
+    joints, boxes, mask_anns, people = [], [], [], []
+    for ann, kps in entries:
+        where = f"{path}: annotation {ann.get('id')} (image {image_id})"
+        crowd = bool(ann.get("iscrowd", 0))
+        labelled = int((kps[:, 2] > 0).sum())
+        num_keypoints = int(ann.get("num_keypoints", labelled))
+        if "segmentation" in ann and (crowd or num_keypoints == 0):
+            seg = _checked_segmentation(ann["segmentation"], height, width, where, report)
+            if seg is not None:
+                mask_anns.append({"id": ann.get("id"), "iscrowd": int(crowd), "segmentation": seg})
+        if crowd and num_keypoints <= 0:
+            continue  # a crowd region: mask only
+        if labelled == 0:
+            report.skip("people without labelled joints (no targets; polygons still masked)")
             continue
-        width, height = int(img["width"]), int(img["height"])
-        if width <= 0 or height <= 0:
-            raise ValueError(f"{path}: image {image_id} has size {width}x{height}")
-        joints, boxes, mask_anns = [], [], []
-        for ann, kps in entries:
-            where = f"{path}: annotation {ann.get('id')} (image {image_id})"
-            crowd = bool(ann.get("iscrowd", 0))
-            labelled = int((kps[:, 2] > 0).sum())
-            num_keypoints = int(ann.get("num_keypoints", labelled))
-            if "segmentation" in ann and (crowd or num_keypoints == 0):
-                seg = _checked_segmentation(ann["segmentation"], height, width, where, report)
-                if seg is not None:
-                    mask_anns.append({"id": ann.get("id"), "iscrowd": int(crowd), "segmentation": seg})
-            if crowd and num_keypoints <= 0:
-                continue  # a crowd region: mask only
-            if labelled == 0:
-                report.skip("people without labelled joints (no targets; polygons still masked)")
-                continue
-            bbox = ann.get("bbox")
-            if not _finite_numbers(bbox) or len(bbox) != 4:
-                raise ValueError(f"{where}: missing or malformed 'bbox' {bbox!r} (needed for the box scale)")
-            joints.append(kps)
-            boxes.append(np.asarray(bbox, np.float32))
-        ci = img.get("crowdIndex")
-        out.append(BottomUpImage(
-            image_id=image_id,
-            image_path=root / img["file_name"],
-            width=width,
-            height=height,
-            joints=np.stack(joints) if joints else np.zeros((0, k, 3), np.float32),
-            boxes=np.stack(boxes) if boxes else np.zeros((0, 4), np.float32),
-            mask_anns=mask_anns,
-            crowd_index=float(ci) if _finite_numbers([ci]) else None,
-        ))
-    report.kept = len(out)
-    report.log()
-    return out, report
+        bbox = ann.get("bbox")
+        if not _finite_numbers(bbox) or len(bbox) != 4:
+            raise ValueError(f"{where}: missing or malformed 'bbox' {bbox!r} (needed for the box scale)")
+        joints.append(kps)
+        boxes.append(np.asarray(bbox, np.float32))
+        people.append(ann)
+    ci = img.get("crowdIndex")
+    record = BottomUpImage(
+        image_id=image_id,
+        image_path=image_dir / img["file_name"],
+        width=width,
+        height=height,
+        joints=np.stack(joints) if joints else np.zeros((0, meta.num_keypoints, 3), np.float32),
+        boxes=np.stack(boxes) if boxes else np.zeros((0, 4), np.float32),
+        mask_anns=mask_anns,
+        crowd_index=float(ci) if _finite_numbers([ci]) else None,
+    )
+    return record, people
+
+
+def check_size(image: np.ndarray, img: BottomUpImage) -> None:
+    """Raise ``ValueError`` naming the image when the decoded pixels are not the annotation's size."""
+    if image.shape[:2] != (img.height, img.width):
+        raise ValueError(f"{img.image_path} (image id {img.image_id}): decoded size "
+                         f"{image.shape[1]}x{image.shape[0]} differs from the annotation's "
+                         f"{img.width}x{img.height}")
 
 
 def ignore_mask(img: BottomUpImage) -> np.ndarray:
@@ -380,17 +408,22 @@ class BottomUpSampler:
         corners = transform_points(box_corners(img.boxes), m_in).reshape(-1, 4, 2)
         return m_in, m_heat, joints, corners
 
-    def sample(self, image: np.ndarray, img: BottomUpImage, params: AffineParams) -> dict[str, np.ndarray]:
+    def sample(self, image: np.ndarray, img: BottomUpImage, params: AffineParams,
+               mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Returns ``image`` (3, in, in) uint8, ``heatmaps_{i}`` (K, S_i, S_i), ``mask_{i}`` (S_i, S_i),
-        ``joints`` (P, K, 2) int64, ``box_scales`` (P,), ``num_people`` and ``num_dropped`` (int64)."""
-        if image.shape[:2] != (img.height, img.width):
-            raise ValueError(f"{img.image_path} (image id {img.image_id}): decoded size "
-                             f"{image.shape[1]}x{image.shape[0]} differs from the annotation's "
-                             f"{img.width}x{img.height}")
+        ``joints`` (P, K, 2) int64, ``box_scales`` (P,), ``num_people`` and ``num_dropped`` (int64).
+
+        ``mask``: the image's (H, W) mask (1 = use, 0 = ignore) when it is already known (a bottom-up
+        shard row stores it); default :func:`ignore_mask` of ``img``'s ``mask_anns``."""
+        check_size(image, img)
         m_in, m_heat, joints, corners = self.geometry(img, params)
         size = self.codec.input_size
         crop = warp_crop(image, m_in, (size, size))
-        mask = ignore_mask(img)
+        if mask is None:
+            mask = ignore_mask(img)
+        elif mask.shape != (img.height, img.width):
+            raise ValueError(f"{img.image_path} (image id {img.image_id}): mask is {mask.shape[1]}x{mask.shape[0]}, "
+                             f"the image {img.width}x{img.height}")
         targets = self.codec.encode(joints, corners)
         out: dict[str, np.ndarray] = {"image": np.ascontiguousarray(crop.transpose(2, 0, 1))}
         for i, (s, m) in enumerate(zip(self.codec.heatmap_sizes, m_heat)):
@@ -528,16 +561,21 @@ class ValImageDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         img = self.images[index]
         image = read_rgb(img.image_path, img.image_id)
-        if image.shape[:2] != (img.height, img.width):
-            raise ValueError(f"{img.image_path} (image id {img.image_id}): decoded size "
-                             f"{image.shape[1]}x{image.shape[0]} differs from the annotation's "
-                             f"{img.width}x{img.height}")
-        item: dict[str, torch.Tensor] = {}
-        for j, factor in enumerate(self.scale_factors):
-            resized, m = resize_align(image, self.input_size, self.size_divisor, factor)
-            suffix = "" if j == 0 else f"_{j}"
-            item[f"image{suffix}"] = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
-            item[f"matrix{suffix}"] = torch.from_numpy(m.astype(np.float64))
-        item["image_id"] = torch.tensor(img.image_id, dtype=torch.int64)
-        item["orig_size"] = torch.tensor([img.width, img.height], dtype=torch.int64)
-        return item
+        item = val_item(image, img, self.input_size, self.size_divisor, self.scale_factors)
+        return {k: torch.from_numpy(v) for k, v in item.items()}
+
+
+def val_item(image: np.ndarray, img: BottomUpImage, input_size: int, size_divisor: int,
+             scale_factors: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """A :class:`ValImageDataset` item as numpy arrays, from the decoded (H, W, 3) RGB ``image`` of
+    ``img`` (shared with the bottom-up shard decoder)."""
+    check_size(image, img)
+    item: dict[str, np.ndarray] = {}
+    for j, factor in enumerate(scale_factors):
+        resized, m = resize_align(image, input_size, size_divisor, factor)
+        suffix = "" if j == 0 else f"_{j}"
+        item[f"image{suffix}"] = np.ascontiguousarray(resized.transpose(2, 0, 1))
+        item[f"matrix{suffix}"] = m.astype(np.float64)
+    item["image_id"] = np.array(img.image_id, np.int64)
+    item["orig_size"] = np.array([img.width, img.height], np.int64)
+    return item

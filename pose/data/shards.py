@@ -42,8 +42,8 @@ import torch
 
 from pose.codecs.heatmap import HeatmapCodec
 from pose.data.coco import (
+    LoadReport,
     PersonInstance,
-    _images_by_id,
     load_detection_instances,
     load_gt_instances,
     read_json,
@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 """Bumped whenever the columns or their meaning change; readers refuse other versions."""
+BOTTOMUP_SELECTION = 2
+"""Which people and masks bottom-up rows hold; in the fingerprint, so a re-run rewrites older shards.
+1: the writer's own rules; 2: :func:`pose.bottomup.data.image_record`, the file loader's."""
 FORMAT = "poselab-shards"
 MANIFEST = "_manifest.json"
 META_VERSION = b"poselab.schema_version"
@@ -364,29 +367,20 @@ class _BottomUpTask:
     metadata: dict[bytes, bytes]
 
 
-def ignore_rle(anns: Sequence[dict], height: int, width: int) -> bytes:
-    """COCO compressed RLE counts of the union of the annotations' regions (segmentation polygons or
-    RLE; the box when there is no segmentation). Empty bytes for no annotations."""
-    if not anns:
+def ignore_rle(record: Any) -> bytes:
+    """COCO compressed RLE counts of a :class:`~pose.bottomup.data.BottomUpImage`'s ignore mask
+    (:func:`pose.bottomup.data.ignore_mask`: crowd regions and the polygons of people without
+    keypoints; annotations without a segmentation mask nothing). Empty bytes when nothing is ignored."""
+    if not record.mask_anns:
         return b""
     from pycocotools import mask as mask_utils
 
-    rles = []
-    for ann in anns:
-        seg = ann.get("segmentation")
-        if isinstance(seg, dict):  # RLE (uncompressed counts list or compressed string)
-            rle = mask_utils.frPyObjects(seg, height, width) if isinstance(seg.get("counts"), list) else seg
-            if isinstance(rle.get("counts"), str):
-                rle = {"size": rle["size"], "counts": rle["counts"].encode()}
-            rles.append(rle)
-        elif isinstance(seg, list) and seg and all(len(p) >= 6 for p in seg):
-            rles.extend(mask_utils.frPyObjects(seg, height, width))
-        elif "bbox" in ann:
-            rles.extend(mask_utils.frPyObjects([list(map(float, ann["bbox"]))], height, width))
-    if not rles:
+    from pose.bottomup.data import ignore_mask
+
+    ignored = np.asfortranarray(ignore_mask(record) == 0, dtype=np.uint8)
+    if not ignored.any():
         return b""
-    merged = mask_utils.merge(rles, intersect=False)
-    counts = merged["counts"]
+    counts = mask_utils.encode(ignored)["counts"]
     return counts if isinstance(counts, bytes) else counts.encode()
 
 
@@ -400,26 +394,22 @@ def decode_ignore_mask(rle: bytes, height: int, width: int) -> np.ndarray:
 
 
 def _write_bottomup_shard(task: _BottomUpTask) -> tuple[int, int, int]:
-    root, k = Path(task.image_root), task.num_keypoints
     cols: dict[str, list] = {name: [] for name in bottomup_schema().names}
     for rec in task.records:
-        img = rec["image"]
-        path = root / img["file_name"]
-        pixels, raw = _read_bgr(path, int(img["id"]))
+        img, record, people = rec["image"], rec["record"], rec["people"]
+        path = Path(record.image_path)
+        pixels, raw = _read_bgr(path, record.image_id)
         h, w = pixels.shape[:2]
-        if (w, h) != (int(img["width"]), int(img["height"])):
-            raise ValueError(f"{path} (image id {img['id']}) is {w}x{h} but the annotations say "
-                             f"{img['width']}x{img['height']}")
-        people, ignored = rec["people"], rec["ignored"]
-        kps = np.asarray([p["keypoints"] for p in people], np.float32).reshape(len(people), k, 3)
-        boxes = np.asarray([p["bbox"] for p in people], np.float32).reshape(len(people), 4)
+        if (w, h) != (record.width, record.height):
+            raise ValueError(f"{path} (image id {record.image_id}) is {w}x{h} but the annotations say "
+                             f"{record.width}x{record.height}")
         row = {
-            "rank": rec["rank"], "image_id": int(img["id"]), "split": task.split,
+            "rank": rec["rank"], "image_id": record.image_id, "split": task.split,
             "file_name": img["file_name"], "width": w, "height": h, "image": raw,
             "num_people": len(people), "annotation_ids": [int(p.get("id", -1)) for p in people],
-            "keypoints": kps.reshape(-1).tolist(), "boxes": boxes.reshape(-1).tolist(),
+            "keypoints": record.joints.reshape(-1).tolist(), "boxes": record.boxes.reshape(-1).tolist(),
             "areas": [float(p.get("area", p["bbox"][2] * p["bbox"][3])) for p in people],
-            "num_ignored": len(ignored), "ignore_rle": ignore_rle(ignored, h, w),
+            "num_ignored": rec["num_annotations"] - len(people), "ignore_rle": ignore_rle(record),
         }
         for key, v in row.items():
             cols[key].append(v)
@@ -438,45 +428,37 @@ def _write_table(table: pa.Table, path: Path, row_group_size: int, bytes_column:
     return path.stat().st_size
 
 
-def _bottomup_records(ann_file: Path, meta: DatasetMeta) -> tuple[list[dict], dict[str, int]]:
+def _bottomup_records(ann_file: Path, image_dir: Path, meta: DatasetMeta) -> tuple[list[dict], dict[str, int]]:
+    """One record per image in file order. Which people train and what the ignore mask covers are
+    decided by :func:`pose.bottomup.data.image_record`, the very code of the file loader
+    (:func:`~pose.bottomup.data.load_bottomup_images`), which also validates the file."""
+    from pose.bottomup.data import group_annotations, image_record
+
     data = read_json(ann_file)
-    images = _images_by_id(data, ann_file)  # type: ignore[arg-type]
-    k = meta.num_keypoints
-    by_image: dict[int, list[dict]] = {}
-    for ann in data.get("annotations", []):  # type: ignore[union-attr]
-        if int(ann.get("image_id", -1)) not in images:
-            raise ValueError(f"{ann_file}: annotation {ann.get('id', '?')} refers to unknown image "
-                             f"{ann.get('image_id')}")
-        by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    by_image = group_annotations(data, ann_file, meta, train=False)  # type: ignore[arg-type]
+    report = LoadReport(source=str(ann_file))
     counts = {"people": 0, "crowd": 0, "without_keypoints": 0}
     records = []
     for rank, img in enumerate(data["images"]):  # type: ignore[index]
-        people, ignored = [], []
-        for ann in by_image.get(int(img["id"]), []):
-            if ann.get("iscrowd", 0):
-                ignored.append(ann)
-                counts["crowd"] += 1
-                continue
-            kp = ann.get("keypoints")
-            if kp is None or len(kp) != 3 * k:
-                raise ValueError(f"{ann_file}: annotation {ann.get('id', '?')} (image {img['id']}) has "
-                                 f"{None if kp is None else len(kp)} keypoint values, expected {3 * k}")
-            if "bbox" not in ann:
-                raise ValueError(f"{ann_file}: annotation {ann.get('id', '?')} (image {img['id']}) has no bbox")
-            if np.count_nonzero(np.asarray(kp, np.float32).reshape(k, 3)[:, 2] >= 1) == 0:
-                ignored.append(ann)
-                counts["without_keypoints"] += 1
-            else:
-                people.append(ann)
+        entries = by_image.get(int(img["id"]), [])
+        record, people = image_record(img, entries, image_dir, meta, ann_file, report)
+        kept = {id(a) for a in people}
+        for ann, _ in entries:
+            if id(ann) in kept:
                 counts["people"] += 1
-        records.append({"rank": rank, "image": img, "people": people, "ignored": ignored})
+            else:
+                counts["crowd" if ann.get("iscrowd", 0) else "without_keypoints"] += 1
+        records.append({"rank": rank, "image": img, "record": record, "people": people,
+                        "num_annotations": len(entries)})
     return records, counts
 
 
 def _fingerprint(opts: ShardOptions, split: str, src: ShardSource, image_files: Iterable[Path]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"schema_version": SCHEMA_VERSION, "split": split, "options": asdict(opts)},
-                        sort_keys=True).encode())
+    what: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "split": split, "options": asdict(opts)}
+    if opts.mode == "bottomup":  # 2: people and ignore mask chosen by pose.bottomup.data.image_record
+        what["bottomup_selection"] = BOTTOMUP_SELECTION
+    h.update(json.dumps(what, sort_keys=True).encode())
     h.update(_sha256(src.ann).encode())
     if src.detections is not None:
         h.update(_sha256(src.detections).encode())
@@ -550,9 +532,9 @@ def write_shards(root: str | Path, split: str, out: str | Path, opts: ShardOptio
                                              opts.det_score_threshold, opts.padding)
         image_files = list(dict.fromkeys(Path(i.image_path) for i in items))
     else:
-        items, counts = _bottomup_records(src.ann, meta)
+        items, counts = _bottomup_records(src.ann, src.images, meta)
         skipped = {k_: v for k_, v in counts.items() if k_ != "people"}
-        image_files = [src.images / r["image"]["file_name"] for r in items]
+        image_files = [Path(r["record"].image_path) for r in items]
     fingerprint = _fingerprint(opts, split, src, image_files)
     if not force and (done := _up_to_date(out, fingerprint)) is not None:
         log.info("shards in %s are up to date (%d rows); nothing to do", out, done["rows"])
@@ -766,22 +748,16 @@ def split_range(num_rows: int, num_workers: int, worker_rank: int) -> tuple[int,
 
 
 # ---------------------------------------------------------------------------------------------- decoding
-def _decode_region(buf: bytes) -> np.ndarray | None:
-    arr = np.frombuffer(buf, np.uint8)
-    if not arr.size:
-        return None
-    flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
-    if flag is not None:
-        return cv2.imdecode(arr, flag | cv2.IMREAD_IGNORE_ORIENTATION)
-    img = cv2.imdecode(arr, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def _column(table: pa.Table, name: str, dtype: Any, width: int | None = None) -> np.ndarray:
     col = table.column(name).combine_chunks()
     if width is None:
         return col.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
     return np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=dtype).reshape(len(col), width)
+
+
+def check_on_bad_row(on_bad_row: str) -> None:
+    if on_bad_row not in ("error", "skip"):
+        raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
 
 
 class TopDownShardDecoder:
@@ -814,8 +790,7 @@ class TopDownShardDecoder:
     def __init__(self, meta: DatasetMeta, codec: HeatmapCodec, augment: TopDownAugment | None = None,
                  seed: int = 0, epoch: int = 0, keys: Sequence[str] = TOPDOWN_KEYS, on_bad_row: OnBadRow = "error",
                  cv2_threads: int | None = None) -> None:
-        if on_bad_row not in ("error", "skip"):
-            raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
+        check_on_bad_row(on_bad_row)
         unknown = set(keys) - set(TOPDOWN_KEYS)
         if unknown:
             raise ValueError(f"unknown output keys {sorted(unknown)} (choose from {list(TOPDOWN_KEYS)})")
@@ -962,13 +937,24 @@ def collate_batch(batch: dict[str, np.ndarray], keys: Sequence[str] | None = Non
 
 
 # ---------------------------------------------------------------------------------------------- bottom-up
+def bottomup_row_name(row: dict) -> str:
+    """``shard PATH row RANK (image id ID)``: how errors name a bottom-up row."""
+    return f"shard {row.get('path') or '<table>'} row {row.get('rank')} (image id {row.get('image_id')})"
+
+
 def decode_bottomup_row(row: dict, num_keypoints: int) -> dict[str, np.ndarray]:
     """One bottom-up row -> image (H, W, 3) uint8 RGB, keypoints (N, K, 3), boxes (N, 4) xywh,
-    ignore_mask (H, W) uint8."""
-    what = f"shard {row.get('path', '<table>')} row {row.get('rank')} (image id {row.get('image_id')})"
-    img = _decode_region(row["image"] or b"")
-    if img is None:
-        raise ValueError(f"{what}: image bytes do not decode")
+    ignore_mask (H, W) uint8 (1: ignore).
+
+    The image is decoded by :func:`pose.data.image_io.decode_rgb`, the file loader's decoder, so its
+    pixels are those of ``read_rgb`` on the original file (the row holds the file's bytes)."""
+    from pose.data.image_io import decode_rgb
+
+    what = bottomup_row_name(row)
+    try:
+        img = decode_rgb(row["image"] or b"", what)
+    except ValueError:
+        raise ValueError(f"{what}: image bytes do not decode") from None
     n = int(row["num_people"])
     return {
         "image": img,

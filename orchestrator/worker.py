@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -48,11 +49,13 @@ from pose.engine.components import rng_state, seed_everything, set_rng_state, tr
 from pose.engine.loop import train_epoch
 from pose.engine.parts import TopDownParts, build_parts
 from pose.engine.predict import InstancePredictions
+from pose.synth.progress import ProgressBar
 from pose.tasks import AnyExperimentConfig, config_from_dict
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pth"
+PROGRESS_MIN_STEPS = 100  # epochs at least this long show a progress bar (rank 0)
 RANK_SEED_STRIDE = 7919  # rank r's data-side RNG starts from train.seed + r * stride (networks: train.seed)
 
 
@@ -192,6 +195,7 @@ class WorkerRun:
             self._ddp = {name: DistributedDataParallel(net, device_ids=ids) for name, net in self.method.networks.items()}
         self.logger = RunLogger(settings.tracking_uri, settings.run_id) if rank == 0 and settings.run_id else None
         self.run_dir = cfg.run_dir
+        self._progress: ProgressBar | None = None
 
     # ------------------------------------------------------------------ checkpoints
     def _restore(self) -> dict | None:
@@ -282,11 +286,21 @@ class WorkerRun:
             self.logger.log_metrics({f"train/{k}": v for k, v in logs.items()}, step)
 
     def _each_step(self, step: int, logs: dict[str, float]) -> None:
+        if self._progress is not None:
+            self._progress.update()
         if self.parts.scheduler_per_step:
             self.scheduler.step()
         if self.collapse is not None:
             self.collapse.update(logs)
         self._maybe_fail(step)
+
+    def _epoch_progress(self) -> ProgressBar | None:
+        """Rank 0's progress bar of a long epoch (at least ``PROGRESS_MIN_STEPS`` steps; a line per
+        10 % when the output is not a terminal, as in a Ray worker): ``[<run>] epoch 3 [####---] ...``."""
+        steps = self.steps_per_epoch()
+        if self.rank != 0 or steps < PROGRESS_MIN_STEPS:
+            return None
+        return ProgressBar(steps, f"epoch {self.epoch + 1}", prefix=self.cfg.name, unit="step", stream=sys.stdout)
 
     def _maybe_fail(self, step: int) -> None:
         s = self.settings
@@ -327,10 +341,14 @@ class WorkerRun:
         final: dict[str, float] = {}
         while self.epoch < tc.epochs:
             t0 = time.perf_counter()
+            self._progress = self._epoch_progress()
             with self.ddp_networks():
                 means, self.step = train_epoch(self.method, self.optimizer, self.train_batches(), tc, self.device,
                                                on_step=self._on_step, start_step=self.step,
                                                each_step=self._each_step)
+            if self._progress is not None:
+                self._progress.close()
+                self._progress = None
             if not self.parts.scheduler_per_step:
                 self.scheduler.step()
             self.epoch += 1

@@ -61,11 +61,17 @@ def test_job_submit_runs_the_ablation_and_the_table_is_in_mlflow(tiny_ablation_s
                 break
             time.sleep(2)
         assert ready.returncode == 0, (ready.stdout + ready.stderr)[-2000:]
-        submit = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-             "python", "pipelines/ablation.py", str(spec), "--tracking-uri", tracking_uri, "--experiment", "jobs"],
-            env=client_env, cwd=REPO, capture_output=True, text=True, timeout=600)
-        out = submit.stdout + submit.stderr
+        # the head's job agent can register after the job server answers: Ray refuses the submission
+        # ("No available agent to submit job, please try again later") without creating a job; retry that
+        while True:
+            submit = subprocess.run(
+                [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+                 "python", "pipelines/ablation.py", str(spec), "--tracking-uri", tracking_uri, "--experiment",
+                 "jobs"], env=client_env, cwd=REPO, capture_output=True, text=True, timeout=600)
+            out = submit.stdout + submit.stderr
+            if submit.returncode == 0 or "No available agent" not in out or time.monotonic() > deadline + 60:
+                break
+            time.sleep(3)
         assert submit.returncode == 0, out[-4000:]
         assert "succeeded" in out and "supervised" in out
 

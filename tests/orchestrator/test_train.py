@@ -109,11 +109,16 @@ def test_checkpoint_round_trip_restores_every_state(coco_mini, tmp_path, monkeyp
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
     settings = WorkerSettings(resume=False, images_to_draw=0)
     run = WorkerRun(cfg, settings, rank=0, world=1)
+    assert run._epoch_progress() is None  # short epochs print no progress bar
+    monkeypatch.setattr("orchestrator.worker.PROGRESS_MIN_STEPS", 1)
+    run._progress = run._epoch_progress()
     with run.ddp_networks():
         from pose.engine.loop import train_epoch
 
         _, run.step = train_epoch(run.method, run.optimizer, run.train_loader(), cfg.train, run.device,
                                   each_step=run._each_step)
+    assert run._progress.done == run._progress.total == run.steps_per_epoch()  # the bar followed every step
+    run._progress = None
     run.scheduler.step()
     run.epoch, run.best_ap = 1, 0.25
     seed_everything(123)

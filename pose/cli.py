@@ -260,7 +260,15 @@ def main(argv: list[str] | None = None, extensions: Sequence[SubcommandAdder] = 
          errors: tuple[type[BaseException], ...] = ()) -> int:
     """Run ``poselab``; ``errors`` are further exception types reported as one-line errors (exit 2)."""
     parser = build_parser(extensions)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow the options (`train PRESET --engine plain train.epochs=2`):
+    # argparse only collects a positional list before them
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    unknown = [a for a in extra if a not in overrides]
+    if unknown or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
     args.argv = argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         stream=sys.stderr)

@@ -14,6 +14,7 @@ from pose.bottomup.codec import BottomUpCodec
 from pose.bottomup.data import BottomUpAugment
 from pose.bottomup.losses import BottomUpLossConfig
 from pose.bottomup.model import BottomUpModelConfig
+from pose.experiment import TrainConfig
 from pose.metainfo import DatasetMeta, get_metainfo
 
 
@@ -53,32 +54,24 @@ class BottomUpDataConfig:
 
 
 @dataclass(frozen=True)
-class BottomUpTrainConfig:
-    """Adam, linear warm-up over ``warmup_iters`` iterations from ``warmup_ratio`` x lr, then x
-    ``lr_factor`` at each epoch of ``lr_steps``; the schedule is stepped every iteration (the CE
-    repository: lr 1.5e-3, 500 iterations from 1e-3, x0.1 at 200 and 260 of 300 epochs)."""
+class BottomUpTrainConfig(TrainConfig):
+    """The top-down :class:`TrainConfig` with the bottom-up recipe's defaults and a linear warm-up over
+    ``warmup_iters`` iterations from ``warmup_ratio`` x lr; the schedule (warm-up, then x ``lr_factor``
+    at each epoch of ``lr_steps``) is stepped every iteration (the CE repository: Adam 1.5e-3, 500
+    iterations from 1e-3, x0.1 at 200 and 260 of 300 epochs, batch 10 per GPU, validation every 10)."""
 
     epochs: int = 300
     batch_size: int = 10
     lr: float = 1.5e-3
+    lr_steps: tuple[int, ...] = (200, 260)
+    val_interval: int = 10
     warmup_iters: int = 500
     warmup_ratio: float = 1e-3
-    lr_steps: tuple[int, ...] = (200, 260)
-    lr_factor: float = 0.1
-    weight_decay: float = 0.0
-    val_interval: int = 10
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = False
-    log_interval: int = 20
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.val_interval < 1 or self.log_interval < 1:
-            raise ValueError("train.epochs, batch_size, val_interval and log_interval must be >= 1")
-        if self.lr <= 0 or not 0 < self.warmup_ratio <= 1 or self.warmup_iters < 0:
-            raise ValueError("train.lr must be > 0, train.warmup_ratio in (0, 1], train.warmup_iters >= 0")
+        super().__post_init__()
+        if not 0 < self.warmup_ratio <= 1 or self.warmup_iters < 0:
+            raise ValueError("train.warmup_ratio must be in (0, 1] and train.warmup_iters >= 0")
 
 
 @dataclass(frozen=True)

@@ -502,7 +502,7 @@ def validate_kuberay(docs: Sequence[Any], report: Report) -> None:
 # ------------------------------------------------------------------------------------------ entry points
 def validate_file(path: str | Path) -> Report:
     report = Report(str(path))
-    if Path(path).suffix.lower() not in (".yaml", ".yml", ".json"):
+    if Path(path).suffix.lower() not in CONFIG_SUFFIXES:
         report.error("", "unknown file type: expected a cluster-launcher YAML or a KubeRay manifest "
                          "(.yaml / .yml / .json)")
         return report
@@ -519,9 +519,30 @@ def validate_file(path: str | Path) -> Report:
     return report
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; a directory stands for the YAML/JSON files under it (sorted, recursively: so
+    ``clusters/*`` covers ``clusters/kuberay/``; other files there, such as a Dockerfile, are not configs).
+    A directory without any is an error (it names the directory)."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in CONFIG_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"{path}: a directory without cluster YAML/JSON files")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
 def validate_files(paths: Sequence[str | Path], out=None, err=None) -> int:
-    """Validate every file; print one OK line per valid file and every error; 0 if all are valid."""
+    """Validate every file (directories: the YAML/JSON files under them); print one OK line per valid
+    file and every error; 0 if all are valid."""
     out, err = out or sys.stdout, err or sys.stderr
+    paths = expand_paths(paths)
     failed = 0
     for path in paths:
         report = validate_file(path)
@@ -553,8 +574,8 @@ def add_cluster_subcommand(subparsers: argparse._SubParsersAction) -> argparse.A
                     "authentication, no dashboard/GCS/MLflow ports open to the internet), and KubeRay manifests "
                     "(RayCluster/RayJob/RayService) against the project's rules. Launches nothing. Prints one "
                     "OK line per valid file; exits 1 naming the file and the key of every problem.")
-    v.add_argument("files", nargs="+", metavar="FILE", help="cluster YAML files, e.g. clusters/*.yaml "
-                                                            "clusters/kuberay/*.yaml")
+    v.add_argument("files", nargs="+", metavar="FILE", help="cluster YAML files or directories of them, e.g. "
+                                                            "clusters/* (directories are searched recursively)")
     v.set_defaults(func=_run_validate)
 
     def _usage(args: argparse.Namespace) -> int:

@@ -266,6 +266,16 @@ def test_every_cluster_file_is_valid(capsys):
         assert line.startswith(f"OK {path} (")
 
 
+def test_the_issue_command_validates_the_directory_glob(capsys, tmp_path):
+    """`poselab cluster validate clusters/*`: the shell gives the kuberay/ directory too, which stands for
+    the manifests in it (its Dockerfile is not a config); a directory without configs is an error."""
+    rc, out, err = run_validate(*sorted((REPO / "clusters").iterdir()), capsys=capsys)
+    assert rc == 0, err
+    assert sorted(line.split()[1] for line in out.strip().splitlines()) == sorted(map(str, CLUSTER_FILES))
+    rc, _, err = run_validate(tmp_path, capsys=capsys)
+    assert rc == 2 and f"{tmp_path}: a directory without cluster YAML/JSON files" in err
+
+
 @pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: str(p.relative_to(REPO / "clusters")))
 def test_every_cluster_file_has_broken_copies_checked(path):
     assert len(breakages(path)) >= 4  # the parametrised test below breaks it in at least four ways

@@ -40,7 +40,10 @@ def test_job_submit_runs_the_ablation_and_the_table_is_in_mlflow(tiny_ablation_s
     try:
         subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={free_port()}", "--num-cpus=2",
                         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-                        "--node-ip-address=127.0.0.1", f"--temp-dir={ray_tmp}", "--disable-usage-stats"],
+                        "--node-ip-address=127.0.0.1", f"--temp-dir={ray_tmp}", "--disable-usage-stats",
+                        # the agent's default port 52365 is taken by any other Ray on this machine (the
+                        # suite's shared session): then no job agent registers and submissions are refused
+                        f"--dashboard-agent-listen-port={free_port()}"],
                        env=env, check=True, capture_output=True, timeout=180)
         tracking_uri = server.wait_ready()
 

@@ -143,7 +143,7 @@ def train_loop_per_worker(config: dict[str, Any], session: TrainSession | TuneSe
 def merge_predictions(parts: list[dict[str, InstancePredictions]]) -> dict[str, InstancePredictions]:
     """Every rank's {network: predictions} -> one set per network (a rank with no validation rows
     contributes nothing)."""
-    return TopDownParts.merge(None, parts)
+    return TopDownParts.merge(parts)
 
 
 class WorkerRun:

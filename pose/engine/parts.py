@@ -83,7 +83,10 @@ class TopDownParts:
     def predict(self, batches: Any, device: torch.device, channels_last: bool) -> dict[str, InstancePredictions]:
         return self.evaluator.predict(self.method, batches, device, channels_last)
 
-    def merge(self, parts: list[dict[str, InstancePredictions]]) -> dict[str, InstancePredictions]:
+    @staticmethod
+    def merge(parts: list[dict[str, InstancePredictions]]) -> dict[str, InstancePredictions]:
+        """Every rank's {network: predictions} -> one set per network (a rank without validation rows
+        contributes nothing)."""
         names = sorted({name for part in parts for name in part})
         return {name: InstancePredictions.concat(p[name] for p in parts if name in p) for name in names}
 

@@ -32,18 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="labeled batch size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     p.add_argument("--output-dir", default="runs/calibration", help="run directory root (default: %(default)s)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides applied to every run (e.g. codec.input_size=[64,96])")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
     rows = []
     for budget in args.budgets:
-        base = load_experiment(args.preset, [f"data.root={args.data}", f"data.num_labeled={budget}"])
+        base = load_experiment(args.preset, [*args.overrides, f"data.root={args.data}", f"data.num_labeled={budget}"])
         meta = base.data.metainfo()
         n = len(load_train_instances(base, meta))
         steps_per_epoch = math.ceil(n / args.batch_size)
         epochs = max(1, round(args.steps / steps_per_epoch))
         cfg = load_experiment(args.preset, [
-            f"data.root={args.data}", f"data.num_labeled={budget}", f"train.batch_size={args.batch_size}",
+            *args.overrides, f"data.root={args.data}", f"data.num_labeled={budget}", f"train.batch_size={args.batch_size}",
             f"train.epochs={epochs}", f"train.lr_steps=[{max(1, int(epochs * 0.75))}]",
             f"train.val_interval={epochs}", f"train.seed={args.seed}", f"output_dir={args.output_dir}",
             f"name=budget-{budget or 'all'}-seed{args.seed}", "train.log_interval=50",

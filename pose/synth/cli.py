@@ -14,7 +14,15 @@ import json
 import sys
 from pathlib import Path
 
-from pose.synth.config import FORMATS, SynthConfig, field_help
+from pose.synth.config import FORMATS, SynthConfig, crowd_config, field_help, quick_config
+
+#: Named starting points for ``--profile``; explicit options override the profile's values.
+PROFILES = {
+    "default": "the benchmark profile: the SynthConfig defaults (varied scenes up to dense crowds)",
+    "quick": "one or two large people in sparse scenes: CPU runs that learn in minutes (the README's ablation, "
+             "the calibration)",
+    "crowd": "2 to 8 people per image, half in groups or crowds, no unlabeled split: CPU bottom-up runs",
+}
 
 _DESCRIPTION = (
     "Generate SynthPose, a procedurally generated multi-person 2D pose dataset (COCO or CrowdPose "
@@ -40,6 +48,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the SynthPose outputs in a non-empty --out directory")
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar on stderr")
+    parser.add_argument("--profile", choices=list(PROFILES), default="default",
+                        help="the settings the other options start from: "
+                             + "; ".join(f"{k}: {v}" for k, v in PROFILES.items())
+                             + " (default: %(default)s; docs/synthpose.md)")
     for f in dataclasses.fields(SynthConfig):
         default = f.default
         help_text = f"{field_help(f.name)} (default: {_show(default)})".replace("%", "%%")
@@ -64,15 +76,29 @@ def add_synth_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
     return configure_parser(parser)
 
 
+def profile_config(profile: str, images: int | None = None, seed: int = 0, format: str = "coco") -> SynthConfig:
+    """The SynthConfig of a ``--profile`` name (:data:`PROFILES`) for ``images`` train images."""
+    if profile == "default":
+        return SynthConfig(format=format, seed=seed, **({} if images is None else {"images": images}))
+    if profile == "quick":
+        return dataclasses.replace(quick_config(**({} if images is None else {"images": images}), seed=seed),
+                                   format=format)
+    if profile == "crowd":
+        return crowd_config(**({} if images is None else {"images": images}), seed=seed, format=format)
+    raise ValueError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+
+
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
-    """SynthConfig from parsed arguments (options not given keep their defaults)."""
+    """SynthConfig from parsed arguments: the ``--profile``'s settings, then every option given."""
     values = {}
     for f in dataclasses.fields(SynthConfig):
         v = getattr(args, f"cfg_{f.name}", None)
         if v is not None:
             values[f.name] = tuple(v) if isinstance(v, list) else v
     try:
-        return SynthConfig(**values)
+        base = profile_config(getattr(args, "profile", "default"), values.get("images"),
+                              values.get("seed", 0), values.get("format", "coco"))
+        return dataclasses.replace(base, **values)
     except ValueError as e:
         msg = str(e)
         name = msg.split(" ", 1)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import sys
 import pytest
 
 from pose.synth import SynthConfig, add_synth_subcommand
-from pose.synth.cli import main
+from pose.synth.cli import config_from_args, main
+from pose.synth.config import crowd_config, quick_config
 
 
 def test_defaults_and_derived_counts():
@@ -93,3 +95,25 @@ def test_module_entry_point_help():
     res = subprocess.run([sys.executable, "-m", "pose.synth", "--help"], capture_output=True, text=True,
                          check=True)
     assert "--images" in res.stdout and "--format" in res.stdout
+
+
+@pytest.mark.parametrize("profile, expected", [
+    ("default", SynthConfig(images=40, seed=3, format="crowdpose", blur=0.1)),
+    ("quick", quick_config(40, seed=3)),
+    ("crowd", crowd_config(40, seed=3, format="crowdpose")),
+])
+def test_profile_is_the_starting_point_and_options_override_it(profile, expected):
+    parser = argparse.ArgumentParser()
+    add_synth_subcommand(parser.add_subparsers())
+    argv = ["synth", "--out", "x", "--profile", profile, "--images", "40", "--seed", "3", "--format", "crowdpose",
+            "--blur", "0.1"]
+    cfg = config_from_args(parser.parse_args(argv))
+    want = dataclasses.replace(expected, format="crowdpose", blur=0.1)
+    assert cfg == want
+    assert cfg.num_val == 10
+
+
+def test_unknown_profile_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["--out", "x", "--profile", "huge"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err

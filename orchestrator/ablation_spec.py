@@ -16,6 +16,9 @@ axes whose every combination is one trial::
     metric: AP                                # the table's main statistic (default AP)
     scheduler: fifo                           # fifo (default: every trial runs to the end) or asha
     stop_collapsed: false                     # stop trials the collapse rule flags (labelled in the table)
+    when:                                     # optional: overrides for the trials with one axis value
+      method=supervised: {train.epochs: 60}   #   ("axis=value" as the trial id writes it)
+    synth: {profile: quick, images: 2000}     # optional: how to generate a missing SynthPose data.root
 
 Named axes: ``method`` -> ``method.kind``, ``label_budget`` -> ``data.num_labeled``, ``seed`` ->
 ``train.seed`` and ``augmentation`` -> a bundle of :data:`AUGMENTATIONS` applied to ``method.hard``.
@@ -44,8 +47,10 @@ from typing import Any
 from pose.config import ConfigError, from_dict, to_dict
 from pose.tasks import AnyExperimentConfig, config_from_dict, load_experiment_file
 from pose.methods.hard_view import HardViewConfig
+from pose.synth.config import SynthConfig, profile_config
 
-SPEC_KEYS = ("name", "preset", "config", "overrides", "axes", "metric", "scheduler", "stop_collapsed")
+SPEC_KEYS = ("name", "preset", "config", "overrides", "axes", "metric", "scheduler", "stop_collapsed", "when",
+             "synth")
 """The top-level keys of a spec; any other key is an error."""
 
 AXIS_FIELDS: dict[str, str] = {
@@ -192,6 +197,12 @@ class AblationSpec:
             sweeps: early stopping on the validation metric).
         stop_collapsed: stop a semi-supervised trial once the collapse monitor flags it; it is
             marked collapsed in the table either way.
+        when: (axis, value, overrides) triples: the trials whose ``axis`` has ``value`` also get these
+            (dotted key, value) overrides, after the axes' own fields (for example a longer schedule
+            for supervised trials, whose epoch is a pass over the labeled set, not the unlabeled one).
+        synth: how ``pipelines/ablation.py`` generates ``data.root`` when it is missing: a
+            :class:`~pose.synth.SynthConfig` built from the spec's ``synth`` mapping (``profile``,
+            ``images``, ``seed``, ``format`` and any other SynthConfig field), or ``None``.
     """
 
     name: str
@@ -202,6 +213,8 @@ class AblationSpec:
     source: str = "<dict>"
     scheduler: str = "fifo"
     stop_collapsed: bool = False
+    when: tuple[tuple[str, Any, tuple[tuple[str, Any], ...]], ...] = ()
+    synth: SynthConfig | None = None
 
     @property
     def axis_names(self) -> list[str]:
@@ -265,8 +278,66 @@ class AblationSpec:
             raise fail(f"overrides: {e}{hint}") from None
 
         axes = cls._parse_axes(data.get("axes"), list(overrides), base, fail)
+        when = cls._parse_when(data.get("when"), axes, base, fail)
+        synth = cls._synth_config(data.get("synth"), fail)
         return cls(name=name, base=base, overrides=tuple(overrides.items()), axes=axes, metric=metric,
-                   source=source, scheduler=scheduler, stop_collapsed=stop_collapsed)
+                   source=source, scheduler=scheduler, stop_collapsed=stop_collapsed, when=when, synth=synth)
+
+    def conditional_overrides(self, axes: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """The ``when`` overrides that apply to a trial with these axis values, in spec order."""
+        return [item for axis, value, items in self.when
+                if _value_key(axes.get(axis)) == _value_key(value) for item in items]
+
+    @staticmethod
+    def _parse_when(data: Any, axes: tuple[tuple[str, tuple[Any, ...]], ...], base: AnyExperimentConfig,
+                    fail: Callable[[str], ConfigError]) -> tuple[tuple[str, Any, tuple[tuple[str, Any], ...]], ...]:
+        if data is None:
+            return ()
+        if not isinstance(data, dict):
+            raise fail(f"'when' must be a mapping of 'axis=value' to overrides (got {type(data).__name__})")
+        values_of = dict(axes)
+        out = []
+        for condition, items in data.items():
+            axis, sep, text = str(condition).partition("=")
+            if not sep or axis not in values_of:
+                raise fail(f"when: {condition!r} must be 'axis=value' with one of the axes "
+                           f"({', '.join(values_of)})")
+            matches = [v for v in values_of[axis] if _format_value(v) == text]
+            if not matches:
+                raise fail(f"when: {condition!r}: {text!r} is not a value of axis '{axis}' "
+                           f"({', '.join(_format_value(v) for v in values_of[axis])})")
+            if not isinstance(items, dict) or not items:
+                raise fail(f"when: {condition!r} must map to a non-empty mapping of dotted keys to values")
+            for key in items:
+                for other, _ in axes:
+                    if any(_overlaps(str(key), field) for field in _axis_fields(other)):
+                        raise fail(f"when: {condition!r}: override '{key}' conflicts with axis '{other}'")
+            try:
+                set_fields(set_fields(base, _axis_items(axis, matches[0])), list(items.items()))
+            except ValueError as e:
+                raise fail(f"when: {condition!r}: {e}{''.join(_float_hint(v) for v in items.values())}") from None
+            out.append((axis, matches[0], tuple(items.items())))
+        return tuple(out)
+
+    @staticmethod
+    def _synth_config(data: Any, fail: Callable[[str], ConfigError]) -> SynthConfig | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise fail(f"'synth' must be a mapping such as {{profile: quick, images: 2000}} (got {data!r})")
+        fields = dict(data)
+        profile = fields.pop("profile", "default")
+        known = {f.name for f in dataclasses.fields(SynthConfig)}
+        unknown = [str(k) for k in fields if k not in known]
+        if unknown:
+            raise fail(f"synth: unknown key(s) {', '.join(unknown)} (profile or a SynthConfig field: "
+                       f"{', '.join(sorted(known))})")
+        try:
+            base = profile_config(profile, fields.pop("images", None), fields.pop("seed", 0),
+                                  fields.pop("format", "coco"))
+            return dataclasses.replace(base, **fields)
+        except (TypeError, ValueError) as e:
+            raise fail(f"synth: {e}") from None
 
     @staticmethod
     def _base_config(data: dict, base_dir: str | Path | None,
@@ -427,6 +498,7 @@ def expand_grid(spec: AblationSpec) -> GridPlan:
     for values in itertools.product(*(vals for _, vals in spec.axes)):
         axes = dict(zip(names, values))
         items = [item for name, value in axes.items() for item in _axis_items(name, value)]
+        items += spec.conditional_overrides(axes)
         try:
             cfg = set_fields(spec.base, items)
         except ValueError as e:

@@ -57,8 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--restart", action="store_true", help="start over instead of resuming an interrupted run")
     p.add_argument("--synth-images", type=int, default=600,
                    help="when the spec's data root is missing and is a SynthPose directory (a name containing "
-                        "'synthpose'), generate it first with this many train images (default %(default)s); a "
-                        "name ending in '-quick' gets the quick profile, '-crowd' (or '-crowd-cp', CrowdPose "
+                        "'synthpose') and the spec has no 'synth' settings, generate it first with this many train "
+                        "images (default %(default)s); a name ending in '-quick' gets the quick profile, '-crowd' (or "
+                        "'-crowd-cp', CrowdPose "
                         "format) the crowd profile of the bottom-up runs (docs/synthpose.md)")
     return p.parse_args(argv)
 
@@ -68,12 +69,14 @@ def ensure_synthpose(spec: AblationSpec, images: int) -> None:
     root = Path(spec.base.data.root)
     if (root / spec.base.data.train_ann).exists():
         return
-    if "synthpose" not in root.name:
+    if spec.synth is None and "synthpose" not in root.name:
         raise FileNotFoundError(f"{spec.source}: data.root {root} has no {spec.base.data.train_ann}")
     from pose.synth import SynthConfig, generate_dataset
     from pose.synth.config import crowd_config, quick_config
 
-    if root.name.endswith("-quick"):
+    if spec.synth is not None:
+        profile, cfg, images = "the spec's synth settings, ", spec.synth, spec.synth.images
+    elif root.name.endswith("-quick"):
         profile, cfg = "quick profile, ", quick_config(images)
     elif root.name.endswith(("-crowd", "-crowd-cp")):
         profile = "crowd profile, "

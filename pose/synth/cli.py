@@ -14,15 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from pose.synth.config import FORMATS, SynthConfig, crowd_config, field_help, quick_config
+from pose.synth.config import FORMATS, PROFILES, SynthConfig, field_help, profile_config
 
-#: Named starting points for ``--profile``; explicit options override the profile's values.
-PROFILES = {
-    "default": "the benchmark profile: the SynthConfig defaults (varied scenes up to dense crowds)",
-    "quick": "one or two large people in sparse scenes: CPU runs that learn in minutes (the README's ablation, "
-             "the calibration)",
-    "crowd": "2 to 8 people per image, half in groups or crowds, no unlabeled split: CPU bottom-up runs",
-}
 
 _DESCRIPTION = (
     "Generate SynthPose, a procedurally generated multi-person 2D pose dataset (COCO or CrowdPose "
@@ -74,18 +67,6 @@ def add_synth_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
         "synth", help="generate a SynthPose dataset (procedural multi-person poses, COCO/CrowdPose format)",
         description=_DESCRIPTION)
     return configure_parser(parser)
-
-
-def profile_config(profile: str, images: int | None = None, seed: int = 0, format: str = "coco") -> SynthConfig:
-    """The SynthConfig of a ``--profile`` name (:data:`PROFILES`) for ``images`` train images."""
-    if profile == "default":
-        return SynthConfig(format=format, seed=seed, **({} if images is None else {"images": images}))
-    if profile == "quick":
-        return dataclasses.replace(quick_config(**({} if images is None else {"images": images}), seed=seed),
-                                   format=format)
-    if profile == "crowd":
-        return crowd_config(**({} if images is None else {"images": images}), seed=seed, format=format)
-    raise ValueError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
 
 
 def config_from_args(args: argparse.Namespace) -> SynthConfig:

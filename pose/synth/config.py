@@ -215,3 +215,25 @@ def crowd_config(images: int = 400, seed: int = 0, format: str = "coco") -> Synt
                        occluders=0.2, clutter=0.4, distractors=1.0, blur=0.6, noise=3.0, lighting=0.2,
                        crowd_region_every=10)
 
+
+#: The named profiles (``poselab synth --profile``, a spec's ``synth.profile``); options given with a
+#: profile override its values.
+PROFILES = {
+    "default": "the benchmark profile: the SynthConfig defaults (varied scenes up to dense crowds)",
+    "quick": "one or two large people in sparse scenes: CPU runs that learn in minutes (the README's ablation, "
+             "the calibration)",
+    "crowd": "2 to 8 people per image, half in groups or crowds, no unlabeled split: CPU bottom-up runs",
+}
+
+
+def profile_config(profile: str, images: int | None = None, seed: int = 0, format: str = "coco") -> SynthConfig:
+    """The SynthConfig of a named profile (:data:`PROFILES`) with ``images`` train images (``None``: the
+    profile's own count); the val and unlabeled split sizes follow the profile's rule for ``images``."""
+    sized = {} if images is None else {"images": images}
+    if profile == "default":
+        return SynthConfig(format=format, seed=seed, **sized)
+    if profile == "quick":
+        return dataclasses.replace(quick_config(seed=seed, **sized), format=format)
+    if profile == "crowd":
+        return crowd_config(seed=seed, format=format, **sized)
+    raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")

@@ -183,12 +183,46 @@ def test_config_file_base_is_relative_to_the_spec(tmp_path):
     ("name: x\npreset: " + BASE + "\naxes: {}\n", "'axes' must be a non-empty mapping"),
     ("- just\n- a list\n", "an ablation spec is a mapping"),
     ("name: x\n  preset: [\n", "malformed YAML"),
+    (SPEC + "when: [1]\n", "'when' must be a mapping"),
+    (SPEC + "when:\n  methods=supervised: {train.epochs: 3}\n", "'methods=supervised' must be 'axis=value'"),
+    (SPEC + "when:\n  method=posetrio: {train.epochs: 3}\n", "'posetrio' is not a value of axis 'method'"),
+    (SPEC + "when:\n  method=supervised: {train.seed: 3}\n", "override 'train.seed' conflicts with axis 'seed'"),
+    (SPEC + "when:\n  method=supervised: {train.epoch: 3}\n", "unknown config key: train.epoch"),
+    (SPEC + "when:\n  method=supervised: {}\n", "non-empty mapping"),
+    (SPEC + "synth: quick\n", "'synth' must be a mapping"),
+    (SPEC + "synth: {profile: huge}\n", "synth: profile must be one of default, quick, crowd"),
+    (SPEC + "synth: {profile: quick, people: 3}\n", r"synth: unknown key\(s\) people"),
+    (SPEC + "synth: {images: -5}\n", "synth: images must be >= 0"),
 ])
 def test_spec_errors_name_the_file_and_the_key(tmp_path, text, message):
     path = _spec_file(tmp_path, text, name="bad-spec.yaml")
     with pytest.raises(ConfigError, match=message) as info:
         AblationSpec.load(path)
     assert str(info.value).startswith(f"{path}: ")
+
+
+def test_when_overrides_apply_to_the_trials_with_that_axis_value():
+    spec = _spec({"method": ["supervised", "posedual"], "label_budget": [100, 250], "seed": [0]},
+                 overrides={"train.epochs": 5},
+                 when={"method=supervised": {"train.epochs": 120, "train.lr_steps": [90]},
+                       "label_budget=250": {"train.lr": 0.002}})
+    by_id = {t.trial_id: t.config for t in expand_grid(spec)}
+    sup100 = by_id["method=supervised,label_budget=100,seed=0"]
+    assert (sup100.train.epochs, sup100.train.lr_steps, sup100.train.lr) == (120, (90,), spec.base.train.lr)
+    dual250 = by_id["method=posedual,label_budget=250,seed=0"]
+    assert (dual250.train.epochs, dual250.train.lr) == (5, 0.002)
+    assert by_id["method=supervised,label_budget=250,seed=0"].train.lr == 0.002
+
+
+def test_synth_settings_say_how_to_generate_the_data():
+    import dataclasses
+
+    from pose.synth.config import quick_config
+
+    assert _spec({"seed": [0]}).synth is None
+    spec = _spec({"seed": [0]}, synth={"profile": "quick", "images": 2000, "blur": 0.0})
+    assert spec.synth == dataclasses.replace(quick_config(2000), blur=0.0)
+    assert spec.synth.num_val == 500 and spec.synth.format == "coco"
 
 
 def test_missing_spec_file():

@@ -245,6 +245,7 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
                                             trial_dirname_creator=lambda t: safe_name(t.config["trial"]["trial_id"])),
             run_config=ray.tune.RunConfig(name=tune_name, storage_path=storage, verbose=0,
                                           callbacks=[_StatusPrinter(len(trials))],
+                                          checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=2),
                                           failure_config=ray.tune.FailureConfig(max_failures=options.max_failures)),
         )
     results = tuner.fit()

@@ -386,9 +386,16 @@ class WorkerRun:
         return self.collapse is not None and bool(self.collapse.status()["collapsed"])
 
     def _report(self, metrics: dict[str, float], improved: bool) -> None:
-        """Checkpoint (rank 0 writes, every rank reports: ``ray.train.report`` is a barrier) and log."""
-        rngs = self._gather(rng_state())
+        """Checkpoint (rank 0 writes, every rank reports: ``ray.train.report`` is a barrier) and log.
+        Checkpoints every ``train.checkpoint_interval`` epochs, after the last and when AP improved."""
+        rngs = self._gather(rng_state())  # a collective: every rank, every epoch
         if self.rank != 0:
+            self.session.report(metrics, None)
+            return
+        tc = self.cfg.train
+        if not (improved or self.epoch % tc.checkpoint_interval == 0 or self.epoch == tc.epochs):
+            if self.logger is not None:
+                self.logger.log_metrics(metrics, self.step)
             self.session.report(metrics, None)
             return
         state = self.state_dict(rngs)

@@ -112,7 +112,13 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation: Adam (no weight decay by default), MultiStepLR stepped per epoch."""
+    """Optimisation: Adam (no weight decay by default), MultiStepLR stepped per epoch.
+
+    ``val_interval``: validate every N epochs (and after the last); ``checkpoint_interval``: write the
+    last-epoch checkpoint (``last.pth``, and the Ray Train / Tune checkpoint) every N epochs and after
+    the last one; ``best.pth`` is written whenever validation improves. With many short epochs (a
+    small label budget) every-epoch checkpoints cost more than the epochs.
+    """
 
     epochs: int = 140
     batch_size: int = 32
@@ -121,6 +127,7 @@ class TrainConfig:
     lr_factor: float = 0.1
     weight_decay: float = 0.0
     val_interval: int = 1
+    checkpoint_interval: int = 1
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -129,8 +136,9 @@ class TrainConfig:
     log_interval: int = 20
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.val_interval < 1:
-            raise ValueError("train.epochs, train.batch_size and train.val_interval must be >= 1")
+        if min(self.epochs, self.batch_size, self.val_interval, self.checkpoint_interval) < 1:
+            raise ValueError("train.epochs, train.batch_size, train.val_interval and train.checkpoint_interval "
+                             "must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
 

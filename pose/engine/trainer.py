@@ -154,7 +154,8 @@ class Trainer:
                 if ap > self.best_ap:
                     self.best_ap = ap
                     self.save("best.pth")
-            self.save("last.pth")
+            if self.epoch % tc.checkpoint_interval == 0 or self.epoch == tc.epochs:
+                self.save("last.pth")
             self.log_metrics(metrics, self.step)
         if not final:  # resumed a finished run: report its evaluation instead of nothing
             final = dict(self.evaluate()[self.method.primary])

@@ -85,3 +85,16 @@ def test_training_steps_checkpoints_and_resume(coco_mini, tmp_path):
     done = Trainer(_coco_mini_config(coco_mini, tmp_path, epochs=2), log_metrics=lambda m, s: None)
     again = done.fit()  # nothing left to train: the finished run is evaluated, not reported empty
     assert done.step == 4 and set(again) >= {"AP", "AR", "best_AP"}
+
+
+def test_checkpoint_interval_writes_last_every_n_epochs_and_at_the_end(coco_mini, tmp_path, monkeypatch):
+    cfg = apply_overrides(_coco_mini_config(coco_mini, tmp_path, epochs=3),
+                          ["train.checkpoint_interval=2", "train.val_interval=3"])
+    saved: list[tuple[int, str]] = []
+    save = Trainer.save
+    monkeypatch.setattr(Trainer, "save", lambda self, name: saved.append((self.epoch, name)) or save(self, name))
+    Trainer(cfg, log_metrics=lambda m, s: None).fit()
+    assert [epoch for epoch, name in saved if name == "last.pth"] == [2, 3]
+    assert [epoch for epoch, name in saved if name == "best.pth"] == [3]
+    with pytest.raises(ValueError, match="checkpoint_interval must be >= 1"):
+        apply_overrides(cfg, ["train.checkpoint_interval=0"])

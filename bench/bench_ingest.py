@@ -5,7 +5,8 @@ Three ways to produce the same training samples from one SynthPose subset, in on
 * **file loader**: :class:`pose.data.topdown.TopDownDataset` in a ``DataLoader`` (in process): reads
   and decodes the full image file for every instance, as the original code does;
 * **shards via Ray Data**: ``orchestrator.data.build_topdown_dataset`` (read_parquet -> filter ->
-  map_batches decode/augment/encode) iterated with ``iter_topdown_batches``;
+  map_batches decode/augment/encode, read and decode fused in one task) iterated with
+  ``iter_topdown_batches``; and the same unfused (read blocks through the object store), for comparison;
 * **decode-only bound**: ``cv2.imdecode`` of the stored region bytes alone (in process).
 
 Per-core rates divide samples by the CPU seconds the work used (user + system, all threads), so a
@@ -210,29 +211,34 @@ def measure_decoder_in_process(shards: Path, meta, codec, augment, epochs: list[
     return passes
 
 
-def measure_ray(shards: Path, meta, codec, augment, batch_size: int, cpus: int, epochs: list[int]) -> list[dict]:
+def measure_ray(shards: Path, meta, codec, augment, batch_size: int, cpus: int, epochs: list[int]
+                ) -> dict[bool, list[dict]]:
+    """Passes of the Ray Data pipeline, read and decode fused in one task (the default) and not
+    (read blocks through the object store), interleaved epoch by epoch in one Ray session."""
     import ray
 
     from orchestrator.data import build_topdown_dataset, iter_topdown_batches
 
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    passes = []
+    passes: dict[bool, list[dict]] = {True: [], False: []}
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
-        warm = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=0)  # starts the workers
-        for _ in iter_topdown_batches(warm, batch_size):
-            pass
+        for fuse in passes:  # the first pass of each starts and warms the workers
+            warm = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=0, fuse_read=fuse)
+            for _ in iter_topdown_batches(warm, batch_size):
+                pass
         for epoch in epochs:
-            ds = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=epoch)
-            children = ChildCPU().start()
-            c0, w0 = time.process_time(), time.perf_counter()
-            n = sum(len(b["index"]) for b in iter_topdown_batches(ds, batch_size))
-            driver, wall = time.process_time() - c0, time.perf_counter() - w0
-            used = children.stop()
-            passes.append({"n": n, "driver_cpu": driver, "worker_cpu": used["worker"], "daemon_cpu": used["daemon"],
-                           "wall": wall})
+            for fuse, runs in passes.items():
+                ds = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=epoch, fuse_read=fuse)
+                children = ChildCPU().start()
+                c0, w0 = time.process_time(), time.perf_counter()
+                n = sum(len(b["index"]) for b in iter_topdown_batches(ds, batch_size))
+                driver, wall = time.process_time() - c0, time.perf_counter() - w0
+                used = children.stop()
+                runs.append({"n": n, "driver_cpu": driver, "worker_cpu": used["worker"], "daemon_cpu": used["daemon"],
+                             "wall": wall})
     finally:
         ray.shutdown()
     return passes
@@ -284,9 +290,15 @@ def main(argv: list[str] | None = None) -> int:
                                                                    epochs))
     dec_n, dec_cpu, dec_wall = _median_pass(measure_decode_only(shards, args.repeats))
     inproc_n, inproc_cpu, inproc_wall = _median_pass(measure_decoder_in_process(shards, meta, codec, augment, epochs))
-    ray_passes = measure_ray(shards, meta, codec, augment, args.batch_size, args.ray_cpus, epochs)
-    ray_r = sorted(ray_passes, key=lambda r: r["n"] / (r["driver_cpu"] + r["worker_cpu"]))[len(ray_passes) // 2]
-    assert file_n == dec_n == inproc_n == ray_r["n"] == len(instances), (file_n, dec_n, inproc_n, ray_r["n"])
+    by_fuse = measure_ray(shards, meta, codec, augment, args.batch_size, args.ray_cpus, epochs)
+
+    def median(runs: list[dict]) -> dict:
+        return sorted(runs, key=lambda r: r["n"] / (r["driver_cpu"] + r["worker_cpu"]))[len(runs) // 2]
+
+    ray_passes = by_fuse[True]
+    ray_r, unfused = median(ray_passes), median(by_fuse[False])
+    assert file_n == dec_n == inproc_n == ray_r["n"] == unfused["n"] == len(instances), (
+        file_n, dec_n, inproc_n, ray_r["n"], unfused["n"])
 
     ray_cpu = ray_r["driver_cpu"] + ray_r["worker_cpu"]
     rates = {
@@ -295,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "decoder_in_process": inproc_n / inproc_cpu,
         "ray_data": ray_r["n"] / ray_cpu,
         "ray_data_incl_daemons": ray_r["n"] / (ray_cpu + ray_r["daemon_cpu"]),
+        "ray_data_unfused": unfused["n"] / (unfused["driver_cpu"] + unfused["worker_cpu"]),
     }
     ray_all = [round(r["n"] / (r["driver_cpu"] + r["worker_cpu"])) for r in ray_passes]
     print(f"\nmedian of {args.repeats} passes (epochs {epochs[0]}..{epochs[-1]}); per core = samples / CPU seconds")
@@ -302,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("file loader (TopDownDataset)", rates["file_loader"], file_cpu, file_wall),
             ("decode-only bound", rates["decode_only"], dec_cpu, dec_wall),
             ("shard decoder, in process", rates["decoder_in_process"], inproc_cpu, inproc_wall),
-            ("shards via Ray Data", rates["ray_data"], ray_cpu, ray_r["wall"])]
+            ("shards via Ray Data", rates["ray_data"], ray_cpu, ray_r["wall"]),
+            ("  read, decode unfused", rates["ray_data_unfused"], unfused["driver_cpu"] + unfused["worker_cpu"],
+             unfused["wall"])]
     for name, rate, cpu, wall in rows:
         print(f"{name:<28}{rate:>14.0f}{cpu:>9.2f}{wall:>9.2f}")
     print(f"Ray: driver {ray_r['driver_cpu']:.2f} + workers {ray_r['worker_cpu']:.2f} CPU s; daemons "

@@ -160,6 +160,7 @@ def build_topdown_dataset(
     shuffle_files: bool = False,
     preserve_order: bool = False,
     num_blocks: int | None = None,
+    fuse_read: bool | None = None,
 ) -> ray.data.Dataset:
     """The lazy Ray dataset of one epoch's decoded, augmented, encoded top-down samples.
 
@@ -181,6 +182,7 @@ def build_topdown_dataset(
         shuffle_files: shuffle the file order, seeded by (seed, epoch).
         preserve_order: deterministic row order (file order unless ``shuffle_files``).
         num_blocks: read blocks (default: :func:`default_sizes`).
+        fuse_read: read and decode in one task (default: :func:`fuses_read`).
     """
     sets = _select_split(_as_sets(shards), split)
     _check_compatible(sets, meta, codec, augment)
@@ -204,7 +206,7 @@ def build_topdown_dataset(
     return _pipeline(_paths(sets, rank_range), _DECODE_COLUMNS + ["split"], predicate, decoder,
                      rows=selected, row_bytes=sample_bytes(meta, codec), seed=seed, epoch=epoch,
                      batch_size=batch_size, num_blocks=num_blocks, num_cpus=num_cpus, concurrency=concurrency,
-                     shuffle_files=shuffle_files, preserve_order=preserve_order)
+                     shuffle_files=shuffle_files, preserve_order=preserve_order, fuse=fuse_read)
 
 
 def _select_split(sets: list[ShardSet], split: str | None) -> list[ShardSet]:
@@ -242,20 +244,57 @@ def _paths(sets: list[ShardSet], rank_range: tuple[int, int] | None) -> list[str
     return [p for s in sets for p in s.paths(rank_range)] or sets[0].paths()[:1]
 
 
+class _Chunked:
+    """A decoder called on whole read blocks, yielding its output ``rows`` rows at a time.
+
+    Ray Data fuses ``read_parquet`` with the ``map_batches`` after it only when the map takes whole
+    blocks (no ``batch_size``) and every read task reads whole files: then one task reads, filters and
+    decodes, and the encoded region bytes never go through the object store. This wrapper keeps the
+    decoder's calls (and so the output blocks) at the size :func:`default_sizes` chose.
+    """
+
+    def __init__(self, decoder: Any, rows: int) -> None:
+        self.decoder, self.rows = decoder, max(1, int(rows))
+
+    def __call__(self, table: Any) -> Iterator[dict[str, np.ndarray]]:
+        for start in range(0, table.num_rows, self.rows):
+            yield self.decoder(table.slice(start, self.rows))
+
+
+def fuses_read(files: int, cpus: float | None = None, num_blocks: int | None = None,
+               batch_size: int | None = None) -> bool:
+    """Whether the pipeline reads and decodes in one task (see :class:`_Chunked`): by default when
+    there are at least as many files as CPUs, so one read task per file keeps every CPU busy (fewer,
+    larger files are split into more read blocks instead, which Ray cannot fuse with the decoder).
+    An explicit ``num_blocks`` or ``batch_size`` keeps the unfused pipeline."""
+    if num_blocks is not None or batch_size is not None:
+        return False
+    if cpus is None:
+        cpus = ray.cluster_resources().get("CPU", 1.0) if ray.is_initialized() else 1.0
+    return files >= cpus
+
+
 def _pipeline(paths: list[str], columns: list[str], predicate: Any, decoder: Any, *, rows: int, row_bytes: int,
               seed: int, epoch: int, batch_size: int | None, num_blocks: int | None, num_cpus: float,
-              concurrency: int | tuple[int, int] | None, shuffle_files: bool, preserve_order: bool
-              ) -> ray.data.Dataset:
+              concurrency: int | tuple[int, int] | None, shuffle_files: bool, preserve_order: bool,
+              fuse: bool | None = None) -> ray.data.Dataset:
     """``read_parquet -> select_columns -> filter -> map_batches(decoder)``, shared by every stream:
-    the projection is pushed into the scan and the filter runs on small columns before decoding."""
+    the projection and the filter are pushed into the scan (they run on small columns before
+    decoding); with ``fuse`` (default: :func:`fuses_read`) the read and the decoder run in one task."""
     auto_batch, auto_blocks = default_sizes(rows, row_bytes, len(paths))
+    if fuse is None:
+        fuse = fuses_read(len(paths), num_blocks=num_blocks, batch_size=batch_size)
     shuffle = FileShuffleConfig(seed=_seed32(seed, epoch), reseed_after_execution=False) if shuffle_files else None
-    ds = _read_parquet(paths, shuffle, num_blocks or auto_blocks)
+    ds = _read_parquet(paths, shuffle, len(paths) if fuse else (num_blocks or auto_blocks))
     ds = ds.select_columns(list(dict.fromkeys([*columns, "path"])))
     if predicate is not None:
         ds = ds.filter(expr=predicate)
-    ds = ds.map_batches(decoder, batch_size=batch_size or auto_batch, batch_format="pyarrow", num_cpus=num_cpus,
-                        concurrency=concurrency)
+    if fuse:
+        ds = ds.map_batches(_Chunked(decoder, batch_size or auto_batch), batch_size=None, batch_format="pyarrow",
+                            num_cpus=num_cpus, concurrency=concurrency)
+    else:
+        ds = ds.map_batches(decoder, batch_size=batch_size or auto_batch, batch_format="pyarrow", num_cpus=num_cpus,
+                            concurrency=concurrency)
     if preserve_order:
         ds.context.execution_options.preserve_order = True
     return ds

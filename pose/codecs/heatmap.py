@@ -87,8 +87,10 @@ class HeatmapCodec:
         gy = np.exp(-((ys - mu[..., 1:]) ** 2) / (2 * self.sigma**2))
         gx *= (xs >= lo[..., :1]) & (xs < hi[..., :1])
         gy *= (ys >= lo[..., 1:]) & (ys < hi[..., 1:])
-        heatmaps = (gy[..., :, None] * gx[..., None, :]).astype(np.float32)
-        heatmaps *= (weights > 0).astype(np.float32)[..., None, None]
+        gy *= (weights > 0)[..., None]  # zero maps for unlabeled and off-map joints
+        # The separable Gaussian's outer product, straight into float32 (the (B, K, h, w) array is the
+        # only large one): the float64 factors rounded once each, then one float32 multiply.
+        heatmaps = np.multiply(gy.astype(np.float32)[..., :, None], gx.astype(np.float32)[..., None, :])
         assert heatmaps.shape == (b, k, h, w)
         return heatmaps, weights
 

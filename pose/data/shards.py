@@ -872,7 +872,7 @@ class TopDownShardDecoder:
         crop_vis = np.zeros((n, k), np.float32)
         matrices = np.zeros((n, 2, 3), np.float64)
         for i in range(n):
-            inst = PersonInstance(image_id=int(image_ids[i]), image_path=Path(), instance_id=-1, bbox=_NO_BOX,
+            inst = PersonInstance(image_id=int(image_ids[i]), image_path=_NO_PATH, instance_id=-1, bbox=_NO_BOX,
                                   center=centers[i], scale=scales[i], keypoints=keypoints[i], visible=visible[i],
                                   rank=int(ranks[i]))
             m, kps, vis = sampler.geometry(inst, self.params_for(ranks[i]))
@@ -909,6 +909,7 @@ class TopDownShardDecoder:
 
 
 _NO_BOX = np.zeros(4, np.float32)
+_NO_PATH = Path()
 
 
 def collate_batch(batch: dict[str, np.ndarray], keys: Sequence[str] | None = None

@@ -40,13 +40,14 @@ def _rows(ds, batch_size=4, **kw) -> list[dict[str, torch.Tensor]]:
     return list(iter_topdown_batches(ds, batch_size, **kw))
 
 
-def test_pipeline_equals_file_loader_and_is_reproducible(ray_session, synth_data, shard_dirs):
+@pytest.mark.parametrize("fuse_read", [True, False], ids=["read+decode fused", "unfused"])
+def test_pipeline_equals_file_loader_and_is_reproducible(ray_session, synth_data, shard_dirs, fuse_read):
     insts = load_gt_instances(synth_data / "annotations/person_keypoints_train.json", synth_data / "images/train",
                               META, 0.75)
     ref = TopDownDataset(insts, META, CODEC, AUG, seed=3)
     ref.set_epoch(1)
     ds = build_topdown_dataset(shard_dirs["train"], META, CODEC, AUG, seed=3, epoch=1, preserve_order=True,
-                               batch_size=3)
+                               batch_size=3, fuse_read=fuse_read)
     batches = _rows(ds, batch_size=4)
     assert [len(b["index"]) for b in batches] == [4] * (len(insts) // 4) + ([len(insts) % 4] if len(insts) % 4 else [])
     # Same keys, dtypes and shapes as the DataLoader's collated batches.
@@ -64,8 +65,11 @@ def test_pipeline_equals_file_loader_and_is_reproducible(ray_session, synth_data
     again = _rows(ds, batch_size=4)
     assert all(torch.equal(a[k], b[k]) for a, b in zip(batches, again) for k in TOPDOWN_KEYS)
     other = torch.cat([b["image"] for b in _rows(build_topdown_dataset(
-        shard_dirs["train"], META, CODEC, AUG, seed=3, epoch=2, preserve_order=True), batch_size=4)])
+        shard_dirs["train"], META, CODEC, AUG, seed=3, epoch=2, preserve_order=True, fuse_read=fuse_read),
+        batch_size=4)])
     assert not torch.equal(other, got["image"])
+    operators = [line for line in ds.stats().splitlines() if line.startswith("Operator")]
+    assert any("ReadParquet->MapBatches(_Chunked)" in line for line in operators) == fuse_read, operators
 
 
 def test_budget_and_split_filters(ray_session, shard_dirs):

@@ -14,8 +14,24 @@ from pose.methods.hard_view import HardViewConfig
 from pose.models.config import ModelConfig
 
 
+class DatasetFiles:
+    """The path and metainfo helpers of a data config (top-down and bottom-up) with ``root`` and
+    ``dataset`` fields."""
+
+    root: str
+    dataset: str
+
+    def path(self, rel: str) -> Path:
+        """``rel`` under ``root`` unless it is absolute."""
+        p = Path(rel)
+        return p if p.is_absolute() else Path(self.root) / p
+
+    def metainfo(self) -> DatasetMeta:
+        return get_metainfo(self.dataset)
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(DatasetFiles):
     """Where the data is and how it is cut.
 
     Paths are relative to ``root`` unless absolute. ``val_boxes`` is "gt" or a detection results
@@ -44,13 +60,6 @@ class DataConfig:
     box_padding: float = 1.25
     num_workers: int = 2
     shards: str = ""
-
-    def path(self, rel: str) -> Path:
-        p = Path(rel)
-        return p if p.is_absolute() else Path(self.root) / p
-
-    def metainfo(self) -> DatasetMeta:
-        return get_metainfo(self.dataset)
 
     def __post_init__(self) -> None:
         if self.num_labeled < 0:

@@ -14,12 +14,11 @@ from pose.bottomup.codec import BottomUpCodec
 from pose.bottomup.data import BottomUpAugment
 from pose.bottomup.losses import BottomUpLossConfig
 from pose.bottomup.model import BottomUpModelConfig
-from pose.experiment import TrainConfig
-from pose.metainfo import DatasetMeta, get_metainfo
+from pose.experiment import DatasetFiles, TrainConfig
 
 
 @dataclass(frozen=True)
-class BottomUpDataConfig:
+class BottomUpDataConfig(DatasetFiles):
     """Whole-image COCO-format data (COCO or CrowdPose keypoints; ``dataset`` picks the metainfo and
     the evaluation protocol). Paths are relative to ``root`` unless absolute. ``max_val_images`` > 0
     evaluates the first N validation images only (quick runs; the GT is restricted to them).
@@ -40,13 +39,6 @@ class BottomUpDataConfig:
     max_val_images: int = 0
     num_workers: int = 2
     shards: str = ""
-
-    def path(self, rel: str) -> Path:
-        p = Path(rel)
-        return p if p.is_absolute() else Path(self.root) / p
-
-    def metainfo(self) -> DatasetMeta:
-        return get_metainfo(self.dataset)
 
     def __post_init__(self) -> None:
         if self.max_val_images < 0 or self.num_workers < 0:

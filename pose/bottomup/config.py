@@ -70,12 +70,18 @@ class BottomUpTrainConfig(TrainConfig):
 class BottomUpTestConfig:
     """Inference: ``flip_test`` (heatmaps averaged, tags concatenated), ``scale_factors`` (the first
     must be 1; tags come from it), ResizeAlign to multiples of ``size_divisor``, and at most
-    ``max_people`` people per image kept for scoring (the COCO evaluator's maxDets is 20)."""
+    ``max_people`` people per image kept for scoring (the COCO evaluator's maxDets is 20).
+
+    ``oracle_diagnosis`` also scores every validation image twice more, with the ground truth in place
+    of the network's tags (``AP_oracle_tags``: what its localisation allows) and of its heatmaps
+    (``AP_oracle_heatmaps``: how well its embedding groups the true joints), see
+    :mod:`pose.bottomup.oracle`; it triples the validation time."""
 
     flip_test: bool = True
     scale_factors: tuple[float, ...] = (1.0,)
     size_divisor: int = 64
     max_people: int = 20
+    oracle_diagnosis: bool = False
 
     def __post_init__(self) -> None:
         if not self.scale_factors or self.scale_factors[0] != 1.0 or min(self.scale_factors) <= 0:

@@ -19,8 +19,9 @@ import torch
 from pose.bottomup.aggregate import aggregate_outputs
 from pose.bottomup.codec import BottomUpCodec
 from pose.bottomup.config import BottomUpTestConfig
-from pose.bottomup.data import resize_align
+from pose.bottomup.data import load_bottomup_images, resize_align
 from pose.bottomup.method import BottomUpMethod
+from pose.bottomup.oracle import OracleSwap
 from pose.data.transforms import invert_affine, transform_points
 from pose.evaluation.keypoint_eval import evaluate_keypoints, load_gt
 from pose.metainfo import DatasetMeta
@@ -63,6 +64,7 @@ class BottomUpEvaluator:
         self.gt_file = Path(gt_file)
         self.image_ids = image_ids
         self._gt = None
+        self._gt_joints: dict[int, np.ndarray] | None = None
 
     @property
     def gt(self):
@@ -115,23 +117,54 @@ class BottomUpEvaluator:
             images.append(torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1))))
         return self.predict_resized(method, images, matrix, device)
 
+    def gt_joints(self, image_id: int) -> np.ndarray:
+        """(N, K, 3) ground-truth joints of one validation image (for the oracle diagnosis)."""
+        if self._gt_joints is None:
+            records, _ = load_bottomup_images(self.gt_file, self.gt_file.parent, self.meta, train=False)
+            self._gt_joints = {r.image_id: r.joints for r in records}
+        if image_id not in self._gt_joints:
+            raise KeyError(f"{self.gt_file}: no image with id {image_id}")
+        return self._gt_joints[image_id]
+
     def predict(self, method: BottomUpMethod, items: Iterable[dict], device: torch.device
-                ) -> tuple[list[dict], list[int]]:
+                ) -> tuple[dict[str, list[dict]], list[int]]:
         """COCO results for every item of a :class:`pose.bottomup.data.ValImageDataset` (one image per
-        item, un-collated) and the ids of the images seen."""
-        results: list[dict] = []
+        item, un-collated) and the ids of the images seen.
+
+        Results are keyed by source: ``"net"`` (the network), and with ``test.oracle_diagnosis``
+        also ``"oracle_tags"`` and ``"oracle_heatmaps"`` (:class:`pose.bottomup.oracle.OracleSwap`).
+        """
+        sources: dict[str, object] = {"net": method}
+        if self.test.oracle_diagnosis:
+            flip = self.meta.flip_indices
+            sources["oracle_tags"] = OracleSwap(method, flip, heatmaps=False, tags=True)
+            sources["oracle_heatmaps"] = OracleSwap(method, flip, heatmaps=True, tags=False)
+        results: dict[str, list[dict]] = {name: [] for name in sources}
         seen: list[int] = []
         for item in items:
             images = [item["image"]] + [item[f"image_{j}"] for j in range(1, len(self.test.scale_factors))]
+            matrices = [item["matrix" if j == 0 else f"matrix_{j}"].numpy() for j in range(len(images))]
             image_id = int(item["image_id"])
-            people, scores = self.predict_resized(method, images, item["matrix"].numpy(), device)
-            results.extend(people_to_results(people, scores, image_id, self.test.max_people))
+            for name, source in sources.items():
+                if isinstance(source, OracleSwap):
+                    source.joints, source.matrices = self.gt_joints(image_id), list(matrices)
+                people, scores = self.predict_resized(source, images, matrices[0], device)
+                results[name].extend(people_to_results(people, scores, image_id, self.test.max_people))
             seen.append(image_id)
         return results, seen
 
-    def score(self, results: list[dict], out_dir: str | Path | None = None) -> dict[str, float]:
-        """AP/AR of ``results``; with ``out_dir``, also writes ``results_net.json`` there."""
+    def score(self, results: list[dict] | dict[str, list[dict]], out_dir: str | Path | None = None
+              ) -> dict[str, float]:
+        """AP/AR of the network's results (a list, or :meth:`predict`'s dict); oracle sources add
+        ``AP_<source>`` and ``AR50_<source>``. With ``out_dir``, also writes ``results_<source>.json``."""
+        by_source = {"net": results} if isinstance(results, list) else results
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            (Path(out_dir) / "results_net.json").write_text(json.dumps(results))
-        return evaluate_keypoints(self.gt, results, self.meta, image_ids=self.image_ids)
+            for name, res in by_source.items():
+                (Path(out_dir) / f"results_{name}.json").write_text(json.dumps(res))
+        stats = evaluate_keypoints(self.gt, by_source["net"], self.meta, image_ids=self.image_ids)
+        for name, res in by_source.items():
+            if name != "net":
+                extra = evaluate_keypoints(self.gt, res, self.meta, image_ids=self.image_ids)
+                stats[f"AP_{name}"], stats[f"AR50_{name}"] = extra["AP"], extra["AR50"]
+        return stats

@@ -44,18 +44,20 @@ class BottomUpParts:
                         ) -> torch.optim.lr_scheduler.LRScheduler:
         return build_scheduler(self.cfg, optimizer, steps_per_epoch)
 
-    def predict(self, batches: Any, device: torch.device, channels_last: bool) -> tuple[list[dict], list[int]]:
+    def predict(self, batches: Any, device: torch.device, channels_last: bool
+                ) -> tuple[dict[str, list[dict]], list[int]]:
         return self.evaluator.predict(self.method, batches, device)
 
-    def merge(self, parts: list[tuple[list[dict], list[int]]]) -> tuple[list[dict], list[int]]:
-        results = [r for part in parts for r in part[0]]
+    def merge(self, parts: list[tuple[dict[str, list[dict]], list[int]]]) -> tuple[dict[str, list[dict]], list[int]]:
+        results = {name: [r for part in parts for r in part[0][name]] for name in parts[0][0]} if parts else {"net": []}
         seen = [i for part in parts for i in part[1]]
         return results, seen
 
-    def count(self, merged: tuple[list[dict], list[int]]) -> int:
+    def count(self, merged: tuple[dict[str, list[dict]], list[int]]) -> int:
         return len(set(merged[1]))
 
-    def score(self, merged: tuple[list[dict], list[int]], out_dir: Path | None) -> dict[str, dict[str, float]]:
+    def score(self, merged: tuple[dict[str, list[dict]], list[int]], out_dir: Path | None
+              ) -> dict[str, dict[str, float]]:
         return {"net": self.evaluator.score(merged[0], out_dir)}
 
     @torch.no_grad()

@@ -1,5 +1,5 @@
-"""Bottom-up inference end to end with an oracle network: heatmaps and tags rendered from the ground
-truth go through ResizeAlign, flip and multi-scale aggregation, grouping and back-projection, and
+"""Bottom-up inference end to end with an oracle network (:class:`pose.bottomup.oracle.OracleSwap`
+without a network): heatmaps and tags rendered from the ground truth go through ResizeAlign, flip and multi-scale aggregation, grouping and back-projection, and
 must score near-perfect AP (COCO and CrowdPose protocols). This pins the geometry of every step."""
 
 from __future__ import annotations
@@ -12,52 +12,8 @@ from pose.bottomup.codec import BottomUpCodec
 from pose.bottomup.config import BottomUpTestConfig
 from pose.bottomup.data import ValImageDataset, load_bottomup_images
 from pose.bottomup.inference import BottomUpEvaluator, people_to_results
-from pose.data.transforms import transform_points
+from pose.bottomup.oracle import ORACLE_TAG_SPACING, OracleSwap, render_oracle_maps
 from pose.metainfo import get_metainfo
-
-TAG_SPACING = 3.0  # > tag_threshold: people never merge
-
-
-class OracleMethod:
-    """Stands in for :class:`BottomUpMethod`: ``forward_images`` renders Gaussian heatmaps (sigma 1.5
-    heatmap px at stride 4) at the ground-truth joints of the current image and constant tags
-    ``TAG_SPACING * person`` around them; the flipped copy of a batch gets the mirrored maps."""
-
-    def __init__(self, meta, embed_dim: int) -> None:
-        self.meta, self.embed_dim = meta, embed_dim
-        self.joints: np.ndarray | None = None  # (N, K, 3) original image pixels
-        self.matrices: list[np.ndarray] = []  # image -> resized, per forward call in order
-
-    def eval(self):
-        return self
-
-    def forward_images(self, x: torch.Tensor):
-        b, _, h, w = x.shape
-        m = self.matrices.pop(0)
-        k = self.meta.num_keypoints
-        hh, ww = h // 4, w // 4
-        ys, xs = np.mgrid[0:hh, 0:ww].astype(np.float64)
-        heat = np.zeros((k, hh, ww))
-        tags = np.zeros((k, hh, ww, self.embed_dim))
-        best = np.full((k, hh, ww), np.inf)
-        for n, person in enumerate(self.joints):
-            pts = transform_points(person[:, :2], m)
-            for j in range(k):
-                if person[j, 2] <= 0:
-                    continue
-                cx, cy = (pts[j, 0] - 1.5) / 4, (pts[j, 1] - 1.5) / 4  # bilinear projection: p -> 4p + 1.5
-                d2 = (xs - cx) ** 2 + (ys - cy) ** 2
-                heat[j] = np.maximum(heat[j], np.exp(-d2 / (2 * 1.5**2)))
-                closer = d2 < best[j]
-                best[j][closer] = d2[closer]
-                tags[j][closer] = TAG_SPACING * (n + 1)
-        hm, tg = torch.from_numpy(heat).float()[None], torch.from_numpy(tags).float()[None]
-        if b == 2:
-            idx = torch.as_tensor(self.meta.flip_indices)
-            hm = torch.cat([hm, hm.flip(-1)[:, idx]])
-            tg = torch.cat([tg, tg.flip(-2)[:, idx]])
-        return [hm], tg
-
 
 @pytest.mark.parametrize("fmt", ["coco", "crowdpose"])
 @pytest.mark.parametrize("flip,factors", [(False, (1.0,)), (True, (1.0,)), (True, (1.0, 0.5))])
@@ -69,7 +25,7 @@ def test_oracle_maps_score_near_perfect_ap(crowd_dataset, fmt, flip, factors):
     test = BottomUpTestConfig(flip_test=flip, scale_factors=factors, size_divisor=32, max_people=20)
     codec = BottomUpCodec(input_size=256, heatmap_sizes=(64,), embed_dim=1)
     evaluator = BottomUpEvaluator(meta, codec, test, gt_file)
-    oracle = OracleMethod(meta, embed_dim=1)
+    oracle = OracleSwap(None, meta.flip_indices, embed_dim=1, heatmaps=True, tags=True)
     dataset = ValImageDataset(images, codec.input_size, test.size_divisor, factors)
     results = []
     for i, record in enumerate(images):
@@ -93,3 +49,69 @@ def test_people_to_results_keeps_the_best_scoring():
     out = people_to_results(people, np.array([0.1, 0.9, 0.5]), image_id=7, max_people=2)
     assert [r["score"] for r in out] == [0.9, 0.5]
     assert out[0]["bbox"] == [0.0, 0.0, 16.0, 32.0] and out[0]["image_id"] == 7 and len(out[0]["keypoints"]) == 51
+
+
+class PerfectHeatmapsMergedTags:
+    """A network with ground-truth heatmaps and one constant tag for everybody (every person merges).
+
+    ``BottomUpEvaluator.predict`` with ``oracle_diagnosis`` calls it once per source (net, oracle
+    tags, oracle heatmaps) for each image, in item order: call c is image c // 3."""
+
+    def __init__(self, meta, records, matrices) -> None:
+        self.heat = OracleSwap(None, meta.flip_indices, embed_dim=1, heatmaps=True, tags=True)
+        self.records, self.matrices, self.calls = records, matrices, 0
+
+    def eval(self):
+        return self
+
+    def forward_images(self, x: torch.Tensor):
+        i = self.calls // 3
+        self.calls += 1
+        self.heat.joints, self.heat.matrices = self.records[i].joints, [self.matrices[i]]
+        heatmaps, tags = self.heat.forward_images(x)
+        return heatmaps, torch.zeros_like(tags)
+
+
+def test_oracle_diagnosis_separates_localisation_from_grouping(crowd_dataset):
+    """Perfect heatmaps, useless tags: the network's AP is low, the oracle-tag AP (its localisation)
+    near perfect, the oracle-heatmap AP (its grouping) as low as the network's."""
+    root = crowd_dataset("coco")
+    meta = get_metainfo("coco")
+    gt_file = root / "annotations/person_keypoints_val.json"
+    images, _ = load_bottomup_images(gt_file, root / "images/val", meta, train=False)
+    test = BottomUpTestConfig(flip_test=True, size_divisor=32, max_people=20, oracle_diagnosis=True)
+    codec = BottomUpCodec(input_size=256, heatmap_sizes=(64,), embed_dim=1)
+    evaluator = BottomUpEvaluator(meta, codec, test, gt_file)
+    dataset = ValImageDataset(images, codec.input_size, test.size_divisor, (1.0,))
+    items = [dataset[i] for i in range(len(dataset))]
+    method = PerfectHeatmapsMergedTags(meta, images, [it["matrix"].numpy() for it in items])
+    results, seen = evaluator.predict(method, items, torch.device("cpu"))
+    assert sorted(results) == ["net", "oracle_heatmaps", "oracle_tags"] and seen == [r.image_id for r in images]
+    stats = evaluator.score(results)
+    assert stats["AP_oracle_tags"] > 0.85, stats
+    assert stats["AP"] < 0.5 and stats["AP_oracle_heatmaps"] < 0.5, stats
+    assert abs(stats["AP_oracle_heatmaps"] - stats["AP"]) < 1e-9  # same heatmaps, same tags
+
+
+def test_oracle_maps_peak_at_the_joints_and_tag_the_nearest_person():
+    joints = np.zeros((2, 17, 3))
+    joints[0, 0] = (40.0, 20.0, 2)  # person 0's nose
+    joints[1, 0] = (100.0, 60.0, 1)  # person 1's nose
+    joints[1, 5] = (10.0, 10.0, 0)  # unlabelled: no peak
+    identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    for stride in (4, 2):
+        hw = (128 // stride, 128 // stride)
+        heat, tags = render_oracle_maps(joints, identity, (128, 128), hw, embed_dim=2)
+        assert heat.shape == (17, *hw) and tags.shape == (17, *hw, 2)
+        shift = (stride - 1) / 2
+        for x, y in ((40.0, 20.0), (100.0, 60.0)):
+            qy, qx = round((y - shift) / stride), round((x - shift) / stride)
+            assert heat[0, qy, qx] == heat[0, qy - 1:qy + 2, qx - 1:qx + 2].max() > 0.8
+        assert heat[5].max() == 0 and not tags[5].any()
+        assert (tags[0, 0, 0] == ORACLE_TAG_SPACING).all()  # top-left: nearest to person 0
+        assert (tags[0, -1, -1] == 2 * ORACLE_TAG_SPACING).all()  # bottom-right: person 1
+
+
+def test_oracle_swap_needs_a_method_unless_both_maps_are_oracles():
+    with pytest.raises(ValueError, match="without a method"):
+        OracleSwap(None, list(range(17)), heatmaps=True, tags=False)

@@ -158,19 +158,22 @@ def test_predictions_of_ranks_merge_also_when_a_rank_had_no_validation_rows():
     assert merged["net1"].index.tolist() == [0, 1, 2] and len(merged["net2"]) == 3
 
 
-def _bottomup_config(root, out_dir, fmt: str, name: str, head: str, kind: str):
+def _bottomup_config(root, out_dir, fmt: str, name: str, head: str, kind: str, *more: str):
     preset = f"synthcrowd{'-cp' if fmt == 'crowdpose' else ''}-{kind}-{'higherhrnet' if head == 'higher' else 'hrnet'}-w8-128"
     return apply_overrides(get_preset(preset).config, [
         f"data.root={root}", "data.num_workers=0", f"output_dir={out_dir}", f"name={name}", "train.epochs=2",
-        "train.batch_size=4", "train.val_interval=1", "train.log_interval=1", "train.warmup_iters=2"])
+        "train.batch_size=4", "train.val_interval=1", "train.log_interval=1", "train.warmup_iters=2", *more])
 
 
 @pytest.mark.parametrize("fmt,head,kind,workers", [("crowdpose", "higher", "ce", 0), ("coco", "ae", "ae", 2)])
 def test_bottomup_runs_through_ray_train(ray_session, crowd_dataset, tmp_path, fmt, head, kind, workers):
     """Bottom-up (Coupled / Associative Embedding) through the same worker loop: local mode, and two
-    gloo workers whose validation images are split, gathered and scored once."""
+    gloo workers whose validation images are split, gathered and scored once (with the oracle
+    diagnosis: its three result lists are gathered too)."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = _bottomup_config(crowd_dataset(fmt), tmp_path / "runs", fmt, f"bu-{fmt}", head, kind)
+    oracle = workers == 2
+    cfg = _bottomup_config(crowd_dataset(fmt), tmp_path / "runs", fmt, f"bu-{fmt}", head, kind,
+                           f"test.oracle_diagnosis={str(oracle).lower()}")
     result = run_training(cfg, RunOptions(num_workers=workers, tracking_uri=uri, experiment="bu"), plan=ray_session)
     client = MlflowClient(uri)
     run = client.get_run(result.run_id)
@@ -181,7 +184,10 @@ def test_bottomup_runs_through_ray_train(ray_session, crowd_dataset, tmp_path, f
     assert terms <= set(run.data.metrics)
     stat = "AP_hard" if fmt == "crowdpose" else "APm"
     assert {"val/net/AP", f"val/net/{stat}", "final/AP", "final/best_AP"} <= set(run.data.metrics)
-    assert _artifacts(client, result.run_id, "predictions") == {"predictions/results_net.json"}
+    sources = ["net", "oracle_tags", "oracle_heatmaps"] if oracle else ["net"]
+    assert _artifacts(client, result.run_id, "predictions") == {f"predictions/results_{s}.json" for s in sources}
+    if oracle:
+        assert {"val/net/AP_oracle_tags", "final/AP_oracle_heatmaps", "final/AR50_oracle_heatmaps"} <= set(run.data.metrics)
     assert "images" in _artifacts(client, result.run_id)
     state = torch.load(result.run_dir / "last.pth", map_location="cpu", weights_only=False)
     assert state["epoch"] == 2 and state["step"] == 2 * (3 if workers == 0 else 2)  # 12 images, batch 4

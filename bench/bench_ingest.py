@@ -9,6 +9,10 @@ Three ways to produce the same training samples from one SynthPose subset, in on
   ``iter_topdown_batches``; and the same unfused (read blocks through the object store), for comparison;
 * **decode-only bound**: ``cv2.imdecode`` of the stored region bytes alone (in process).
 
+With ``--reduced-decode`` the two shard paths decode JPEG regions at 1/2, 1/4 or 1/8 size where the
+crop allows it (``data.shards_reduced_decode``); the file loader and the bound are unchanged, so the
+bound is then no longer an upper limit of the shard paths.
+
 Per-core rates divide samples by the CPU seconds the work used (user + system, all threads), so a
 busy machine slows the wall clock but not the figures. For Ray that is the driver (the consumer,
 as a Train worker would be) plus every ``ray::`` worker process (read and map tasks, Ray Data's
@@ -195,7 +199,7 @@ def measure_decode_only(shards: Path, repeats: int) -> list[Pass]:
     return passes
 
 
-def measure_decoder_in_process(shards: Path, meta, codec, augment, epochs: list[int]) -> list[Pass]:
+def measure_decoder_in_process(shards: Path, meta, codec, augment, epochs: list[int], reduced: bool) -> list[Pass]:
     import pyarrow as pa
 
     from orchestrator.data import default_sizes, sample_bytes
@@ -204,15 +208,15 @@ def measure_decoder_in_process(shards: Path, meta, codec, augment, epochs: list[
     batch, _ = default_sizes(table.num_rows, sample_bytes(meta, codec), 1, cpus=1)
     passes = []
     for epoch in epochs:
-        dec = TopDownShardDecoder(meta, codec, augment, seed=0, epoch=epoch)
+        dec = TopDownShardDecoder(meta, codec, augment, seed=0, epoch=epoch, reduced_decode=reduced)
         c0, w0 = time.process_time(), time.perf_counter()
         n = sum(len(dec(table.slice(s, batch))["index"]) for s in range(0, table.num_rows, batch))
         passes.append((n, time.process_time() - c0, time.perf_counter() - w0))
     return passes
 
 
-def measure_ray(shards: Path, meta, codec, augment, batch_size: int, cpus: int, epochs: list[int]
-                ) -> dict[bool, list[dict]]:
+def measure_ray(shards: Path, meta, codec, augment, batch_size: int, cpus: int, epochs: list[int],
+                reduced: bool) -> dict[bool, list[dict]]:
     """Passes of the Ray Data pipeline, read and decode fused in one task (the default) and not
     (read blocks through the object store), interleaved epoch by epoch in one Ray session."""
     import ray
@@ -226,12 +230,14 @@ def measure_ray(shards: Path, meta, codec, augment, batch_size: int, cpus: int, 
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         for fuse in passes:  # the first pass of each starts and warms the workers
-            warm = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=0, fuse_read=fuse)
+            warm = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=0, fuse_read=fuse,
+                                         reduced_decode=reduced)
             for _ in iter_topdown_batches(warm, batch_size):
                 pass
         for epoch in epochs:
             for fuse, runs in passes.items():
-                ds = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=epoch, fuse_read=fuse)
+                ds = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=epoch, fuse_read=fuse,
+                                           reduced_decode=reduced)
                 children = ChildCPU().start()
                 c0, w0 = time.process_time(), time.perf_counter()
                 n = sum(len(b["index"]) for b in iter_topdown_batches(ds, batch_size))
@@ -261,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality", type=int, default=95, help="JPEG quality of the shards (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="measured passes per path; the median counts "
                                                          "(default: %(default)s)")
+    p.add_argument("--reduced-decode", action="store_true",
+                   help="the shard paths decode JPEG regions at 1/2-1/8 size where the crop allows it "
+                        "(data.shards_reduced_decode); the file loader and the bound stay full decodes")
     p.add_argument("--workdir", default="runs/bench_ingest", help="subset and shards go here (default: %(default)s)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
@@ -289,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     file_n, file_cpu, file_wall = _median_pass(measure_file_loader(instances, meta, codec, augment, args.batch_size,
                                                                    epochs))
     dec_n, dec_cpu, dec_wall = _median_pass(measure_decode_only(shards, args.repeats))
-    inproc_n, inproc_cpu, inproc_wall = _median_pass(measure_decoder_in_process(shards, meta, codec, augment, epochs))
-    by_fuse = measure_ray(shards, meta, codec, augment, args.batch_size, args.ray_cpus, epochs)
+    inproc_n, inproc_cpu, inproc_wall = _median_pass(measure_decoder_in_process(shards, meta, codec, augment, epochs,
+                                                                                args.reduced_decode))
+    by_fuse = measure_ray(shards, meta, codec, augment, args.batch_size, args.ray_cpus, epochs, args.reduced_decode)
 
     def median(runs: list[dict]) -> dict:
         return sorted(runs, key=lambda r: r["n"] / (r["driver_cpu"] + r["worker_cpu"]))[len(runs) // 2]
@@ -310,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         "ray_data_unfused": unfused["n"] / (unfused["driver_cpu"] + unfused["worker_cpu"]),
     }
     ray_all = [round(r["n"] / (r["driver_cpu"] + r["worker_cpu"])) for r in ray_passes]
-    print(f"\nmedian of {args.repeats} passes (epochs {epochs[0]}..{epochs[-1]}); per core = samples / CPU seconds")
+    mode = "reduced" if args.reduced_decode else "full"
+    print(f"\nshard paths: {mode} JPEG decode; median of {args.repeats} passes (epochs {epochs[0]}..{epochs[-1]}); "
+          "per core = samples / CPU seconds")
     print(f"{'path':<28}{'crops/s/core':>14}{'CPU s':>9}{'wall s':>9}")
     rows = [("file loader (TopDownDataset)", rates["file_loader"], file_cpu, file_wall),
             ("decode-only bound", rates["decode_only"], dec_cpu, dec_wall),
@@ -329,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         "crops_per_core_s": {k: round(v, 1) for k, v in rates.items()},
         "instances": len(instances),
         "input_size": [w, h],
+        "reduced_decode": args.reduced_decode,
         "command": "python " + shlex.join(["bench/bench_ingest.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     print(json.dumps(result))

@@ -161,6 +161,7 @@ def build_topdown_dataset(
     preserve_order: bool = False,
     num_blocks: int | None = None,
     fuse_read: bool | None = None,
+    reduced_decode: bool = False,
 ) -> ray.data.Dataset:
     """The lazy Ray dataset of one epoch's decoded, augmented, encoded top-down samples.
 
@@ -183,6 +184,8 @@ def build_topdown_dataset(
         preserve_order: deterministic row order (file order unless ``shuffle_files``).
         num_blocks: read blocks (default: :func:`default_sizes`).
         fuse_read: read and decode in one task (default: :func:`fuses_read`).
+        reduced_decode: JPEG regions decoded at a reduced size where the crop allows it
+            (:class:`~pose.data.shards.TopDownShardDecoder`).
     """
     sets = _select_split(_as_sets(shards), split)
     _check_compatible(sets, meta, codec, augment)
@@ -202,7 +205,7 @@ def build_topdown_dataset(
     else:
         selected = budget or sum(s.num_rows for s in sets)
     decoder = TopDownShardDecoder(meta, codec, augment, seed=seed, epoch=epoch, keys=keys, on_bad_row=on_bad_row,
-                                  cv2_threads=1)
+                                  cv2_threads=1, reduced_decode=reduced_decode)
     return _pipeline(_paths(sets, rank_range), _DECODE_COLUMNS + ["split"], predicate, decoder,
                      rows=selected, row_bytes=sample_bytes(meta, codec), seed=seed, epoch=epoch,
                      batch_size=batch_size, num_blocks=num_blocks, num_cpus=num_cpus, concurrency=concurrency,

@@ -112,7 +112,8 @@ class ShardStreams:
         return max(1, math.ceil(rows / (self.world * self.cfg.train.batch_size)))
 
     def _common(self, epoch: int) -> dict:
-        return dict(seed=self.cfg.train.seed, epoch=epoch, shuffle_files=True)
+        return dict(seed=self.cfg.train.seed, epoch=epoch, shuffle_files=True,
+                    reduced_decode=self.cfg.data.shards_reduced_decode)
 
     def _iter_kwargs(self, epoch: int, salt: int = 0) -> dict:
         b = self.cfg.train.batch_size
@@ -138,7 +139,8 @@ class ShardStreams:
         span = split_range(self.unlabeled_rows, self.world, self.rank)
         unlabeled = build_topdown_dataset(self.dirs.get("unlabeled", self.dirs["train"]), self.meta, cfg.codec,
                                           cfg.augment, keys=UNLABELED_KEYS, rank_range=span,
-                                          seed=cfg.train.seed + UNLABELED_SEED_OFFSET, epoch=epoch, shuffle_files=True)
+                                          seed=cfg.train.seed + UNLABELED_SEED_OFFSET, epoch=epoch, shuffle_files=True,
+                                          reduced_decode=d.shards_reduced_decode)
         return exactly(self.steps_per_epoch(),
                        lambda: iter_semi_batches(labeled, unlabeled, b, report=report, **self._iter_kwargs(epoch)))
 

@@ -44,6 +44,9 @@ class DataConfig(DatasetFiles):
     data) made from this dataset; when set, Ray Train workers stream decoded crops from them through
     Ray Data instead of reading image files (the ground-truth JSON under ``root`` still scores
     validation). The plain-PyTorch engine reads image files only and refuses it.
+    ``shards_reduced_decode``: training crops decode large JPEG regions at 1/2, 1/4 or 1/8 size when the
+    crop allows it (:class:`pose.data.shards.TopDownShardDecoder`; faster, a resampling of the exact
+    crop: docs/data.md). Validation crops are always decoded in full.
     """
 
     root: str = "data/synthpose"
@@ -60,8 +63,11 @@ class DataConfig(DatasetFiles):
     box_padding: float = 1.25
     num_workers: int = 2
     shards: str = ""
+    shards_reduced_decode: bool = False
 
     def __post_init__(self) -> None:
+        if self.shards_reduced_decode and not self.shards:
+            raise ValueError("data.shards_reduced_decode applies to shard streams: set data.shards too")
         if self.num_labeled < 0:
             raise ValueError(f"data.num_labeled must be >= 0, got {self.num_labeled}")
         if self.num_workers < 0:

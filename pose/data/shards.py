@@ -785,11 +785,16 @@ class TopDownShardDecoder:
             "skip": the row is returned zeroed with ``_ok`` False and ``_error`` set, for the consumer to
             drop and count (:func:`collate_batch`).
         cv2_threads: if set, ``cv2.setNumThreads`` on first use (1 in Ray Data workers).
+        reduced_decode: decode a JPEG region at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling,
+            ``cv2.IMREAD_REDUCED_COLOR_*``) when the crop still gets at least one decoded pixel per crop
+            pixel, and warp from there. Several times faster on regions much larger than the crop; the
+            crop is then a resampling of the file loader's, no longer equal to it within JPEG error
+            (docs/data.md measures the difference). Off by default.
     """
 
     def __init__(self, meta: DatasetMeta, codec: HeatmapCodec, augment: TopDownAugment | None = None,
                  seed: int = 0, epoch: int = 0, keys: Sequence[str] = TOPDOWN_KEYS, on_bad_row: OnBadRow = "error",
-                 cv2_threads: int | None = None) -> None:
+                 cv2_threads: int | None = None, reduced_decode: bool = False) -> None:
         check_on_bad_row(on_bad_row)
         unknown = set(keys) - set(TOPDOWN_KEYS)
         if unknown:
@@ -801,6 +806,7 @@ class TopDownShardDecoder:
         self.keys = tuple(keys)
         self.on_bad_row = on_bad_row
         self.cv2_threads = cv2_threads
+        self.reduced_decode = reduced_decode
         self._canvas: np.ndarray | None = None
         self._dirty: tuple[int, int, int, int] | None = None
 
@@ -831,6 +837,17 @@ class TopDownShardDecoder:
     def _crop(self, buf: bytes, r2i: np.ndarray, width: int, height: int, m: np.ndarray) -> np.ndarray:
         """Decode one region and warp it to the (h, w, 4) crop."""
         arr = np.frombuffer(buf, np.uint8)
+        factor = self._reduction(buf, r2i, m) if self.reduced_decode else 1
+        if factor > 1:
+            bgr = cv2.imdecode(arr, _REDUCED_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+            if bgr is None:
+                raise ValueError("region bytes do not decode as an image")
+            # decoded pixel i averages region pixels [f i, f i + f): its centre is f i + (f - 1) / 2
+            shift = (factor - 1) / 2
+            to_region = np.array([[factor, 0.0, shift], [0.0, factor, shift]])
+            to_image = compose_affine(r2i.reshape(2, 3), to_region)
+            rgba = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)
+            return warp_crop(rgba, compose_affine(m, to_image), self.sampler.codec.input_size)
         bgr = cv2.imdecode(arr, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if arr.size else None
         if bgr is None:
             raise ValueError("region bytes do not decode as an image")
@@ -841,6 +858,19 @@ class TopDownShardDecoder:
             return warp_crop(canvas, m, self.sampler.codec.input_size)
         rgba = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)
         return warp_crop(rgba, compose_affine(m, r2i.reshape(2, 3)), self.sampler.codec.input_size)
+
+    @staticmethod
+    def _reduction(buf: bytes, r2i: np.ndarray, m: np.ndarray) -> int:
+        """The largest JPEG scale-down 1, 2, 4 or 8 that keeps >= 1 decoded pixel per crop pixel."""
+        if buf[:2] != _JPEG_MAGIC:
+            return 1
+        region_px = math.sqrt(abs(float(r2i[0] * r2i[4] - r2i[1] * r2i[3])))  # image px per region px
+        crop_px = math.sqrt(abs(float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])))  # crop px per image px
+        per_crop_px = 1.0 / max(region_px * crop_px, 1e-12)  # region px per crop px
+        factor = 1
+        while factor < 8 and 2 * factor <= per_crop_px:
+            factor *= 2
+        return factor
 
     def __call__(self, batch: pa.Table | dict[str, Any]) -> dict[str, np.ndarray]:
         if self.cv2_threads is not None:
@@ -908,6 +938,8 @@ class TopDownShardDecoder:
         return {"image": np.zeros((n, 3, h, w), np.uint8)} if "image" in self.keys else {}
 
 
+_JPEG_MAGIC = b"\xff\xd8"
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 _NO_BOX = np.zeros(4, np.float32)
 _NO_PATH = Path()
 

@@ -363,3 +363,44 @@ def test_cli(synth, tmp_path, capsys):
     assert main(["shards", "--root", str(synth), "--split", "nosuch", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("poselab shards: error: no annotation file for split 'nosuch'")
+
+
+@pytest.mark.parametrize("scale,factor", [(1 / 2.5, 2), (1 / 6, 4), (1 / 20, 8), (1 / 1.5, 1)])
+def test_reduced_decode_keeps_the_geometry(scale, factor):
+    """A JPEG region decoded at 1/f lands where the full decode does: the centroid of a bright blob in
+    the crop moves by < 0.1 crop pixel (the decoded pixel centre f i + (f - 1) / 2 matters: without
+    it, the blob moves by (f - 1) / 2 region pixels)."""
+    import cv2
+
+    region = np.zeros((640, 640, 3), np.uint8)
+    cv2.circle(region, (301, 347), 60, (255, 255, 255), -1)
+    region = cv2.GaussianBlur(region, (0, 0), 12)
+    buf = cv2.imencode(".jpg", region, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes()
+    r2i = np.array([1.0, 0.0, 10.0, 0.0, 1.0, 20.0])  # the region sits at (10, 20) in a 700x700 image
+    theta = np.deg2rad(17.0)
+    rot = scale * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    codec = HeatmapCodec(input_size=(64, 64), heatmap_size=(16, 16))
+    centre = np.array([311.0, 367.0])  # the blob, in image pixels
+    m = np.hstack([rot, (np.array([31.5, 31.5]) - rot @ centre)[:, None]])  # blob -> crop centre
+    reduced = TopDownShardDecoder(META, codec, None, reduced_decode=True)
+    assert reduced._reduction(buf, r2i, m) == factor
+
+    def centroid(crop: np.ndarray) -> np.ndarray:
+        w = crop[:, :, 0].astype(np.float64)
+        ys, xs = np.mgrid[0:w.shape[0], 0:w.shape[1]]
+        return np.array([(w * xs).sum(), (w * ys).sum()]) / w.sum()
+
+    full = TopDownShardDecoder(META, codec, None)._crop(buf, r2i, 700, 700, m)
+    fast = reduced._crop(buf, r2i, 700, 700, m)
+    assert np.abs(centroid(fast) - centroid(full)).max() < 0.1
+    assert np.abs(fast[:, :, :3].astype(int) - full[:, :, :3]).mean() < 3.0
+    png = cv2.imencode(".png", region)[1].tobytes()
+    assert reduced._reduction(png, r2i, m) == 1  # only JPEG has DCT scaling
+
+
+def test_reduced_decode_needs_shards():
+    from pose.experiment import DataConfig
+
+    with pytest.raises(ValueError, match="data.shards_reduced_decode"):
+        DataConfig(shards_reduced_decode=True)
+    assert DataConfig(shards="x", shards_reduced_decode=True).shards_reduced_decode

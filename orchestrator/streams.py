@@ -112,8 +112,7 @@ class ShardStreams:
         return max(1, math.ceil(rows / (self.world * self.cfg.train.batch_size)))
 
     def _common(self, epoch: int) -> dict:
-        return dict(seed=self.cfg.train.seed, epoch=epoch, shuffle_files=True,
-                    reduced_decode=self.cfg.data.shards_reduced_decode)
+        return dict(seed=self.cfg.train.seed, epoch=epoch, shuffle_files=True)
 
     def _iter_kwargs(self, epoch: int, salt: int = 0) -> dict:
         b = self.cfg.train.batch_size
@@ -131,11 +130,12 @@ class ShardStreams:
                                self.world, self.rank)
             ds = build_topdown_dataset(self.dirs["train"], self.meta, cfg.codec, cfg.augment, budget=d.num_labeled,
                                        budget_mode=d.budget_mode, budget_seed=d.budget_seed, rank_range=span,
-                                       **self._common(epoch))
+                                       reduced_decode=d.shards_reduced_decode, **self._common(epoch))
             return exactly(self.steps_per_epoch(),
                            lambda: iter_topdown_batches(ds, b, report=report, **self._iter_kwargs(epoch)))
         labeled = build_topdown_dataset(self.dirs["train"], self.meta, cfg.codec, cfg.augment, budget=d.num_labeled,
-                                        budget_mode=d.budget_mode, budget_seed=d.budget_seed, **self._common(epoch))
+                                        budget_mode=d.budget_mode, budget_seed=d.budget_seed,
+                                        reduced_decode=d.shards_reduced_decode, **self._common(epoch))
         span = split_range(self.unlabeled_rows, self.world, self.rank)
         unlabeled = build_topdown_dataset(self.dirs.get("unlabeled", self.dirs["train"]), self.meta, cfg.codec,
                                           cfg.augment, keys=UNLABELED_KEYS, rank_range=span,

@@ -16,8 +16,13 @@ bound is then no longer an upper limit of the shard paths.
 Per-core rates divide samples by the CPU seconds the work used (user + system, all threads), so a
 busy machine slows the wall clock but not the figures. For Ray that is the driver (the consumer,
 as a Train worker would be) plus every ``ray::`` worker process (read and map tasks, Ray Data's
-actors); the Ray daemons (raylet, GCS, agents) are reported separately. The Ray pass is measured on
-its second epoch (the first one starts and warms the workers).
+actors); the Ray daemons (raylet, GCS, agents) are reported separately. An unmeasured first Ray
+epoch starts and warms the workers. Every path runs once per epoch, in turn (``--repeats`` epochs):
+on a shared host whose speed drifts, the passes of one epoch see the same machine, and the ratios
+are the medians of the per-epoch ratios.
+
+The shards are written with ``--quality`` (default ``source``: each region at its source image's
+JPEG quality and subsampling, on its block grid, as ``poselab shards`` does by default).
 
     uv run python bench/bench_ingest.py --data data/synthpose --instances 2000
 
@@ -35,6 +40,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 # Before Ray is imported: workers run this interpreter (not `uv run` per worker, which also ships the
 # working directory), at the priority of the in-process loaders (Ray's default worker niceness is 15).
@@ -174,84 +180,104 @@ def make_subset(data: Path, split: str, instances: int, work: Path, meta) -> Pat
 Pass = tuple[int, float, float]  # (samples, CPU seconds, wall seconds)
 
 
-def measure_file_loader(instances, meta, codec, augment, batch_size: int, epochs: list[int]) -> list[Pass]:
-    ds = TopDownDataset(instances, meta, codec, augment, seed=0)
-    next(iter(DataLoader(torch.utils.data.Subset(ds, range(min(batch_size, len(ds)))), batch_size=batch_size)))
-    passes = []
-    for epoch in epochs:
-        ds.set_epoch(epoch)
+class FileLoaderPass:
+    """One epoch of :class:`TopDownDataset` in a ``DataLoader`` (in process)."""
+
+    def __init__(self, instances, meta, codec, augment, batch_size: int) -> None:
+        self.ds = TopDownDataset(instances, meta, codec, augment, seed=0)
+        self.batch_size = batch_size
+        next(iter(DataLoader(torch.utils.data.Subset(self.ds, range(min(batch_size, len(self.ds)))),
+                             batch_size=batch_size)))
+
+    def __call__(self, epoch: int) -> Pass:
+        self.ds.set_epoch(epoch)
         c0, w0 = time.process_time(), time.perf_counter()
-        n = sum(len(b["index"]) for b in DataLoader(ds, batch_size=batch_size, num_workers=0))
-        passes.append((n, time.process_time() - c0, time.perf_counter() - w0))
-    return passes
+        n = sum(len(b["index"]) for b in DataLoader(self.ds, batch_size=self.batch_size, num_workers=0))
+        return n, time.process_time() - c0, time.perf_counter() - w0
 
 
-def measure_decode_only(shards: Path, repeats: int) -> list[Pass]:
-    regions = [r for p in open_shards(shards).paths() for r in pq.read_table(p, columns=["region"])
-               .column("region").to_pylist()]
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # the decoder's call
-    passes = []
-    for _ in range(repeats):
+class DecodeOnlyPass:
+    """``cv2.imdecode`` of every stored region, with the decoder's flags (in process)."""
+
+    def __init__(self, shards: Path) -> None:
+        self.regions = [r for p in open_shards(shards).paths() for r in pq.read_table(p, columns=["region"])
+                        .column("region").to_pylist()]
+
+    def __call__(self, epoch: int) -> Pass:
+        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
         c0, w0 = time.process_time(), time.perf_counter()
-        for r in regions:
+        for r in self.regions:
             cv2.imdecode(np.frombuffer(r, np.uint8), flags)
-        passes.append((len(regions), time.process_time() - c0, time.perf_counter() - w0))
-    return passes
+        return len(self.regions), time.process_time() - c0, time.perf_counter() - w0
 
 
-def measure_decoder_in_process(shards: Path, meta, codec, augment, epochs: list[int], reduced: bool) -> list[Pass]:
-    import pyarrow as pa
+class DecoderPass:
+    """:class:`TopDownShardDecoder` over the whole table in Ray Data's call sizes (in process)."""
 
-    from orchestrator.data import default_sizes, sample_bytes
+    def __init__(self, shards: Path, meta, codec, augment, reduced: bool) -> None:
+        import pyarrow as pa
 
-    table = pa.concat_tables([read_table(p) for p in open_shards(shards).paths()])
-    batch, _ = default_sizes(table.num_rows, sample_bytes(meta, codec), 1, cpus=1)
-    passes = []
-    for epoch in epochs:
+        from orchestrator.data import default_sizes, sample_bytes
+
+        self.table = pa.concat_tables([read_table(p) for p in open_shards(shards).paths()])
+        self.batch, _ = default_sizes(self.table.num_rows, sample_bytes(meta, codec), 1, cpus=1)
+        self.args = meta, codec, augment, reduced
+
+    def __call__(self, epoch: int) -> Pass:
+        meta, codec, augment, reduced = self.args
         dec = TopDownShardDecoder(meta, codec, augment, seed=0, epoch=epoch, reduced_decode=reduced)
         c0, w0 = time.process_time(), time.perf_counter()
-        n = sum(len(dec(table.slice(s, batch))["index"]) for s in range(0, table.num_rows, batch))
-        passes.append((n, time.process_time() - c0, time.perf_counter() - w0))
+        n = sum(len(dec(self.table.slice(s, self.batch))["index"]) for s in range(0, self.table.num_rows, self.batch))
+        return n, time.process_time() - c0, time.perf_counter() - w0
+
+
+class RayPass:
+    """One epoch of the Ray Data pipeline (``build_topdown_dataset`` + ``iter_topdown_batches``), CPU
+    counted over the driver (the consumer) and every ``ray::`` worker; Ray's daemons apart."""
+
+    def __init__(self, shards: Path, meta, codec, augment, batch_size: int, reduced: bool, fuse: bool) -> None:
+        self.args = shards, meta, codec, augment
+        self.batch_size, self.reduced, self.fuse = batch_size, reduced, fuse
+        self(0)  # the first pass starts and warms the workers
+
+    def __call__(self, epoch: int) -> dict:
+        from orchestrator.data import build_topdown_dataset, iter_topdown_batches
+
+        shards, meta, codec, augment = self.args
+        ds = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=epoch, fuse_read=self.fuse,
+                                   reduced_decode=self.reduced)
+        children = ChildCPU().start()
+        c0, w0 = time.process_time(), time.perf_counter()
+        n = sum(len(b["index"]) for b in iter_topdown_batches(ds, self.batch_size))
+        driver, wall = time.process_time() - c0, time.perf_counter() - w0
+        used = children.stop()
+        return {"n": n, "driver_cpu": driver, "worker_cpu": used["worker"], "daemon_cpu": used["daemon"], "wall": wall}
+
+
+def measure_interleaved(paths: dict[str, Any], epochs: list[int]) -> dict[str, list]:
+    """Every path once per epoch, in turn: a machine whose speed drifts (a shared host) shifts all
+    paths of an epoch alike, so the per-epoch ratios stay comparable."""
+    passes: dict[str, list] = {name: [] for name in paths}
+    for epoch in epochs:
+        for name, run in paths.items():
+            passes[name].append(run(epoch))
     return passes
 
 
-def measure_ray(shards: Path, meta, codec, augment, batch_size: int, cpus: int, epochs: list[int],
-                reduced: bool) -> dict[bool, list[dict]]:
-    """Passes of the Ray Data pipeline, read and decode fused in one task (the default) and not
-    (read blocks through the object store), interleaved epoch by epoch in one Ray session."""
-    import ray
-
-    from orchestrator.data import build_topdown_dataset, iter_topdown_batches
-
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    passes: dict[bool, list[dict]] = {True: [], False: []}
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        for fuse in passes:  # the first pass of each starts and warms the workers
-            warm = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=0, fuse_read=fuse,
-                                         reduced_decode=reduced)
-            for _ in iter_topdown_batches(warm, batch_size):
-                pass
-        for epoch in epochs:
-            for fuse, runs in passes.items():
-                ds = build_topdown_dataset(shards, meta, codec, augment, seed=0, epoch=epoch, fuse_read=fuse,
-                                           reduced_decode=reduced)
-                children = ChildCPU().start()
-                c0, w0 = time.process_time(), time.perf_counter()
-                n = sum(len(b["index"]) for b in iter_topdown_batches(ds, batch_size))
-                driver, wall = time.process_time() - c0, time.perf_counter() - w0
-                used = children.stop()
-                runs.append({"n": n, "driver_cpu": driver, "worker_cpu": used["worker"], "daemon_cpu": used["daemon"],
-                             "wall": wall})
-    finally:
-        ray.shutdown()
-    return passes
+def _rate(p: Pass | dict) -> float:
+    return p["n"] / (p["driver_cpu"] + p["worker_cpu"]) if isinstance(p, dict) else p[0] / p[1]
 
 
-def _median_pass(passes: list[Pass]) -> Pass:
-    return sorted(passes, key=lambda p: p[0] / p[1])[len(passes) // 2]
+def _cpu(p: Pass | dict) -> float:
+    return p["driver_cpu"] + p["worker_cpu"] if isinstance(p, dict) else p[1]
+
+
+def _wall(p: Pass | dict) -> float:
+    return p["wall"] if isinstance(p, dict) else p[2]
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="model input (heatmaps at 1/4); default: the SynthPose presets' 96 128")
     p.add_argument("--batch-size", type=int, default=32, help="batch size everywhere (default: %(default)s)")
     p.add_argument("--ray-cpus", type=int, default=2, help="ray.init(num_cpus=...) (default: %(default)s)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the shards (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="measured passes per path; the median counts "
+    p.add_argument("--quality", default="source", type=lambda t: t if t == "source" else int(t),
+                   help="JPEG quality of the shard regions, 1..100 or source (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=5, help="measured epochs; every path runs once per epoch, medians count "
                                                          "(default: %(default)s)")
     p.add_argument("--reduced-decode", action="store_true",
                    help="the shard paths decode JPEG regions at 1/2-1/8 size where the crop allows it "
@@ -295,53 +322,58 @@ def main(argv: list[str] | None = None) -> int:
           f"({'up to date' if manifest['up_to_date'] else f'written in {shard_s:.1f} s'})")
 
     epochs = list(range(1, args.repeats + 1))
-    file_n, file_cpu, file_wall = _median_pass(measure_file_loader(instances, meta, codec, augment, args.batch_size,
-                                                                   epochs))
-    dec_n, dec_cpu, dec_wall = _median_pass(measure_decode_only(shards, args.repeats))
-    inproc_n, inproc_cpu, inproc_wall = _median_pass(measure_decoder_in_process(shards, meta, codec, augment, epochs,
-                                                                                args.reduced_decode))
-    by_fuse = measure_ray(shards, meta, codec, augment, args.batch_size, args.ray_cpus, epochs, args.reduced_decode)
+    import ray
 
-    def median(runs: list[dict]) -> dict:
-        return sorted(runs, key=lambda r: r["n"] / (r["driver_cpu"] + r["worker_cpu"]))[len(runs) // 2]
+    ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        paths = {
+            "file_loader": FileLoaderPass(instances, meta, codec, augment, args.batch_size),
+            "decode_only": DecodeOnlyPass(shards),
+            "decoder_in_process": DecoderPass(shards, meta, codec, augment, args.reduced_decode),
+            "ray_data": RayPass(shards, meta, codec, augment, args.batch_size, args.reduced_decode, fuse=True),
+            "ray_data_unfused": RayPass(shards, meta, codec, augment, args.batch_size, args.reduced_decode,
+                                        fuse=False),
+        }
+        passes = measure_interleaved(paths, epochs)
+    finally:
+        ray.shutdown()
+    counts = {name: [p["n"] if isinstance(p, dict) else p[0] for p in runs] for name, runs in passes.items()}
+    assert all(c == len(instances) for runs in counts.values() for c in runs), counts
 
-    ray_passes = by_fuse[True]
-    ray_r, unfused = median(ray_passes), median(by_fuse[False])
-    assert file_n == dec_n == inproc_n == ray_r["n"] == unfused["n"] == len(instances), (
-        file_n, dec_n, inproc_n, ray_r["n"], unfused["n"])
-
-    ray_cpu = ray_r["driver_cpu"] + ray_r["worker_cpu"]
-    rates = {
-        "file_loader": file_n / file_cpu,
-        "decode_only": dec_n / dec_cpu,
-        "decoder_in_process": inproc_n / inproc_cpu,
-        "ray_data": ray_r["n"] / ray_cpu,
-        "ray_data_incl_daemons": ray_r["n"] / (ray_cpu + ray_r["daemon_cpu"]),
-        "ray_data_unfused": unfused["n"] / (unfused["driver_cpu"] + unfused["worker_cpu"]),
-    }
-    ray_all = [round(r["n"] / (r["driver_cpu"] + r["worker_cpu"])) for r in ray_passes]
+    rates = {name: _median([_rate(p) for p in runs]) for name, runs in passes.items()}
+    ray_runs = passes["ray_data"]
+    rates["ray_data_incl_daemons"] = _median([r["n"] / (_cpu(r) + r["daemon_cpu"]) for r in ray_runs])
+    # The ratios: medians of the per-epoch ratios (each from passes run next to each other).
+    vs_file = _median([_rate(r) / _rate(f) for r, f in zip(ray_runs, passes["file_loader"])])
+    vs_bound = _median([_rate(r) / _rate(d) for r, d in zip(ray_runs, passes["decode_only"])])
     mode = "reduced" if args.reduced_decode else "full"
-    print(f"\nshard paths: {mode} JPEG decode; median of {args.repeats} passes (epochs {epochs[0]}..{epochs[-1]}); "
-          "per core = samples / CPU seconds")
+    print(f"\nshard paths: {mode} JPEG decode; {args.repeats} epochs ({epochs[0]}..{epochs[-1]}), every path once "
+          "per epoch in turn; medians; per core = samples / CPU seconds")
     print(f"{'path':<28}{'crops/s/core':>14}{'CPU s':>9}{'wall s':>9}")
-    rows = [("file loader (TopDownDataset)", rates["file_loader"], file_cpu, file_wall),
-            ("decode-only bound", rates["decode_only"], dec_cpu, dec_wall),
-            ("shard decoder, in process", rates["decoder_in_process"], inproc_cpu, inproc_wall),
-            ("shards via Ray Data", rates["ray_data"], ray_cpu, ray_r["wall"]),
-            ("  read, decode unfused", rates["ray_data_unfused"], unfused["driver_cpu"] + unfused["worker_cpu"],
-             unfused["wall"])]
-    for name, rate, cpu, wall in rows:
-        print(f"{name:<28}{rate:>14.0f}{cpu:>9.2f}{wall:>9.2f}")
-    print(f"Ray: driver {ray_r['driver_cpu']:.2f} + workers {ray_r['worker_cpu']:.2f} CPU s; daemons "
+    names = {"file_loader": "file loader (TopDownDataset)", "decode_only": "decode-only bound",
+             "decoder_in_process": "shard decoder, in process", "ray_data": "shards via Ray Data",
+             "ray_data_unfused": "  read, decode unfused"}
+    for key, name in names.items():
+        runs = passes[key]
+        print(f"{name:<28}{rates[key]:>14.0f}{_median([_cpu(p) for p in runs]):>9.2f}"
+              f"{_median([_wall(p) for p in runs]):>9.2f}")
+    ray_r = sorted(ray_runs, key=_rate)[len(ray_runs) // 2]
+    print(f"Ray (median epoch): driver {ray_r['driver_cpu']:.2f} + workers {ray_r['worker_cpu']:.2f} CPU s; daemons "
           f"{ray_r['daemon_cpu']:.2f} CPU s more ({rates['ray_data_incl_daemons']:.0f} crops/s/core with them); "
-          f"{ray_r['n'] / ray_r['wall']:.0f} crops/s wall on {args.ray_cpus} logical CPUs; all passes: {ray_all}")
+          f"{ray_r['n'] / ray_r['wall']:.0f} crops/s wall on {args.ray_cpus} logical CPUs")
+    print("per epoch, Ray Data / file loader: " + ", ".join(
+        f"{_rate(r) / _rate(f):.2f}" for r, f in zip(ray_runs, passes["file_loader"])))
     result = {
-        "ray_vs_file_loader": round(rates["ray_data"] / rates["file_loader"], 3),
-        "ray_vs_decode_only": round(rates["ray_data"] / rates["decode_only"], 3),
+        "ray_vs_file_loader": round(vs_file, 3),
+        "ray_vs_decode_only": round(vs_bound, 3),
         "crops_per_core_s": {k: round(v, 1) for k, v in rates.items()},
         "instances": len(instances),
         "input_size": [w, h],
         "reduced_decode": args.reduced_decode,
+        "quality": args.quality,
         "command": "python " + shlex.join(["bench/bench_ingest.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     print(json.dumps(result))

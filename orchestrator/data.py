@@ -205,7 +205,7 @@ def build_topdown_dataset(
     else:
         selected = budget or sum(s.num_rows for s in sets)
     decoder = TopDownShardDecoder(meta, codec, augment, seed=seed, epoch=epoch, keys=keys, on_bad_row=on_bad_row,
-                                  cv2_threads=1, reduced_decode=reduced_decode)
+                                  cv2_threads=1, reduced_decode=reduced_decode, retain_memory=True)
     return _pipeline(_paths(sets, rank_range), _DECODE_COLUMNS + ["split"], predicate, decoder,
                      rows=selected, row_bytes=sample_bytes(meta, codec), seed=seed, epoch=epoch,
                      batch_size=batch_size, num_blocks=num_blocks, num_cpus=num_cpus, concurrency=concurrency,

@@ -193,7 +193,9 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=int, default=d.max_side, metavar="PX",
                    help="downscale regions whose long side exceeds PX (default: %(default)s)")
     p.add_argument("--lossless", action="store_true", help="store regions as PNG (bit-exact crops) instead of JPEG")
-    p.add_argument("--quality", type=int, default=d.quality, help="JPEG quality of the regions (default: %(default)s)")
+    p.add_argument("--quality", type=_jpeg_quality, default=d.quality, metavar="Q|source",
+                   help="JPEG quality of the regions, 1..100, or 'source': each source image's own quality and "
+                        "chroma subsampling, read from its header (default: %(default)s)")
     p.add_argument("--rows-per-shard", type=int, default=d.rows_per_shard, metavar="N",
                    help="rows per Parquet file (default: %(default)s)")
     p.add_argument("--row-group-size", type=int, default=d.row_group_size, metavar="N",
@@ -202,6 +204,18 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="rewrite even if the shards are up to date")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_run_shards)
+
+
+def _jpeg_quality(text: str) -> int | str:
+    if text == "source":
+        return text
+    try:
+        q = int(text)
+    except ValueError:
+        q = 0
+    if not 1 <= q <= 100:
+        raise argparse.ArgumentTypeError(f"expected 'source' or an integer in 1..100, got {text!r}")
+    return q
 
 
 def _run_shards(args: argparse.Namespace) -> int:

@@ -5,8 +5,10 @@ Two layouts (``mode``):
 * **topdown**: one row per person instance. The image pixels kept per row are a *region*: the
   padded box plus the margin that the standard augmentation (scale up to ``1 + scale_factor``,
   rotation up to ``2 * rot_factor`` degrees) can ever sample, clipped to the image, at native
-  resolution (downscaled only when its long side exceeds ``max_side``). ``region_to_image`` maps
-  region pixels to image pixels; without downscaling it is an integer translation.
+  resolution (downscaled only when its long side exceeds ``max_side``), grown to the source JPEG's
+  block grid and re-encoded at the source's quality by default (``quality="source"``).
+  ``region_to_image`` maps region pixels to image pixels; without downscaling it is an integer
+  translation.
 * **bottomup**: one row per image: the original file bytes, every person's keypoints and box, and
   the ignore mask (crowd regions + people without keypoints) as a COCO RLE.
 
@@ -48,6 +50,8 @@ from pose.data.coco import (
     load_gt_instances,
     read_json,
 )
+from pose.data.heap import retain_freed_memory
+from pose.data.jpeg_header import JpegHeader, align_to_blocks, read_jpeg_header
 from pose.data.semi import select_budget
 from pose.data.topdown import TopDownSampler
 from pose.data.transforms import AugmentParams, TopDownAugment, compose_affine, warp_crop
@@ -97,7 +101,10 @@ class ShardOptions:
             regions must support (scale up to 1 + scale_factor, rotation up to 2 * rot_factor).
         max_side: regions whose long side exceeds it are downscaled to it (no longer bit-exact).
         lossless: store regions as PNG (bit-exact crops) instead of JPEG.
-        quality: JPEG quality of the regions.
+        quality: JPEG quality of the regions: 1..100, or "source" (the default): the source image's
+            quality and chroma subsampling, read from its header (:mod:`pose.data.jpeg_header`;
+            :data:`FALLBACK_QUALITY` for sources that are not JPEG). JPEG regions of JPEG sources start
+            and end on the source's block grid either way, so re-encoding keeps the blocks it can.
         det_score_threshold: detections scoring below it are not written (counted).
         rows_per_shard: rows per Parquet file.
         row_group_size: rows per Parquet row group (the unit of parallel/streaming reads).
@@ -112,7 +119,7 @@ class ShardOptions:
     rot_factor: float = 30.0
     max_side: int = 1024
     lossless: bool = False
-    quality: int = 95
+    quality: int | Literal["source"] = "source"
     det_score_threshold: float = 0.0
     rows_per_shard: int = 1024
     row_group_size: int = 128
@@ -128,8 +135,8 @@ class ShardOptions:
             raise ValueError("rows_per_shard and row_group_size must be >= 1")
         if self.max_side < 16:
             raise ValueError(f"max_side must be >= 16, got {self.max_side}")
-        if not 1 <= self.quality <= 100:
-            raise ValueError(f"JPEG quality must be in 1..100, got {self.quality}")
+        if self.quality != "source" and not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
+            raise ValueError(f"JPEG quality must be 'source' or an integer in 1..100, got {self.quality!r}")
         if self.aspect_ratio <= 0 or self.padding <= 0 or self.scale_factor < 0 or self.rot_factor < 0:
             raise ValueError("aspect_ratio and padding must be > 0, scale_factor and rot_factor >= 0")
 
@@ -302,11 +309,29 @@ def _read_bgr(path: Path, image_id: int) -> tuple[np.ndarray, bytes]:
     return img, raw
 
 
-def _encode_bgr(region_bgr: np.ndarray, opts: ShardOptions) -> bytes:
+FALLBACK_QUALITY = 95  # quality="source" for sources that are not JPEG (or whose header has no 8-bit table)
+_CV2_SAMPLING = {420: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, 422: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+                 444: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, 440: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440,
+                 411: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_411}
+
+
+def region_jpeg_params(opts: ShardOptions, source: JpegHeader | None) -> list[int]:
+    """``cv2.imencode`` parameters of a JPEG region cut from a source with header ``source``."""
+    if opts.quality != "source":
+        return [cv2.IMWRITE_JPEG_QUALITY, int(opts.quality)]
+    if source is None or source.quality is None:
+        return [cv2.IMWRITE_JPEG_QUALITY, FALLBACK_QUALITY]
+    params = [cv2.IMWRITE_JPEG_QUALITY, source.quality]
+    if source.sampling is not None:
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, _CV2_SAMPLING[source.sampling]]
+    return params
+
+
+def _encode_bgr(region_bgr: np.ndarray, opts: ShardOptions, source: JpegHeader | None = None) -> bytes:
     if opts.lossless:
         ok, buf = cv2.imencode(".png", region_bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     else:
-        ok, buf = cv2.imencode(".jpg", region_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(opts.quality)])
+        ok, buf = cv2.imencode(".jpg", region_bgr, region_jpeg_params(opts, source))
     if not ok:
         raise ValueError("cannot encode a region")
     return buf.tobytes()
@@ -327,13 +352,16 @@ class _TopDownTask:
 def _write_topdown_shard(task: _TopDownTask) -> tuple[int, int, int]:
     opts, root = task.opts, Path(task.image_root)
     cols: dict[str, list] = {name: [] for name in topdown_schema(task.num_keypoints).names}
-    cached_id, image = None, None
+    cached_id, image, header = None, None, None
     for inst in task.instances:
         if inst.image_id != cached_id:
-            image, _ = _read_bgr(Path(inst.image_path), inst.image_id)
+            image, raw = _read_bgr(Path(inst.image_path), inst.image_id)
+            header = read_jpeg_header(raw)
             cached_id = inst.image_id
         h, w = image.shape[:2]
         box = margin_region(inst.center, inst.scale, w, h, 1.0 + opts.scale_factor, 2.0 * opts.rot_factor)
+        if header is not None and not opts.lossless:
+            box = align_to_blocks(box, header.block, w, h)
         region, r2i = extract_region(image, box, opts.max_side)
         row = {
             "rank": inst.rank, "image_id": inst.image_id, "instance_id": inst.instance_id, "split": task.split,
@@ -346,7 +374,7 @@ def _write_topdown_shard(task: _TopDownTask) -> tuple[int, int, int]:
             "visible": np.asarray(inst.visible, np.float32).tolist(),
             "num_visible": int(np.count_nonzero(inst.visible)),
             "score": float(inst.score), "area": float(inst.area),
-            "region": _encode_bgr(region, opts), "region_box": list(box),
+            "region": _encode_bgr(region, opts, header), "region_box": list(box),
             "region_to_image": r2i.reshape(-1).tolist(),
         }
         for k, v in row.items():
@@ -785,6 +813,9 @@ class TopDownShardDecoder:
             "skip": the row is returned zeroed with ``_ok`` False and ``_error`` set, for the consumer to
             drop and count (:func:`collate_batch`).
         cv2_threads: if set, ``cv2.setNumThreads`` on first use (1 in Ray Data workers).
+        retain_memory: on first use, keep freed buffers in the process heap
+            (:func:`pose.data.heap.retain_freed_memory`; set in Ray Data workers, where each call's
+            output would otherwise be page-faulted in afresh).
         reduced_decode: decode a JPEG region at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling,
             ``cv2.IMREAD_REDUCED_COLOR_*``) when the crop still gets at least one decoded pixel per crop
             pixel, and warp from there. Several times faster on regions much larger than the crop; the
@@ -794,7 +825,7 @@ class TopDownShardDecoder:
 
     def __init__(self, meta: DatasetMeta, codec: HeatmapCodec, augment: TopDownAugment | None = None,
                  seed: int = 0, epoch: int = 0, keys: Sequence[str] = TOPDOWN_KEYS, on_bad_row: OnBadRow = "error",
-                 cv2_threads: int | None = None, reduced_decode: bool = False) -> None:
+                 cv2_threads: int | None = None, reduced_decode: bool = False, retain_memory: bool = False) -> None:
         check_on_bad_row(on_bad_row)
         unknown = set(keys) - set(TOPDOWN_KEYS)
         if unknown:
@@ -806,6 +837,7 @@ class TopDownShardDecoder:
         self.keys = tuple(keys)
         self.on_bad_row = on_bad_row
         self.cv2_threads = cv2_threads
+        self.retain_memory = retain_memory
         self.reduced_decode = reduced_decode
         self._canvas: np.ndarray | None = None
         self._dirty: tuple[int, int, int, int] | None = None
@@ -876,6 +908,9 @@ class TopDownShardDecoder:
         if self.cv2_threads is not None:
             cv2.setNumThreads(self.cv2_threads)
             self.cv2_threads = None
+        if self.retain_memory:
+            retain_freed_memory()
+            self.retain_memory = False
         table = batch if isinstance(batch, pa.Table) else pa.table(batch)
         n = table.num_rows
         sampler, keys = self.sampler, self.keys

@@ -117,6 +117,52 @@ def test_topdown_round_trip(synth, png_shards):
         np.testing.assert_array_equal(region, image[y0:y1, x0:x1])
 
 
+def _region_errors(synth: Path, shards: Path) -> list[float]:
+    """Mean absolute difference of each decoded region from the source image's pixels under it."""
+    import cv2
+
+    errors = []
+    for row in _table(shards).to_pylist():
+        image = cv2.imread(str(synth / "images/train" / row["file_name"]))
+        region = cv2.imdecode(np.frombuffer(row["region"], np.uint8), cv2.IMREAD_COLOR)
+        x0, y0, x1, y1 = row["region_box"]
+        errors.append(float(np.abs(region.astype(int) - image[y0:y1, x0:x1]).mean()))
+    return errors
+
+
+def test_jpeg_regions_keep_the_source_encoding(synth, jpeg_shards, tmp_path):
+    """By default a region is re-encoded at its source's quality and chroma subsampling, on the
+    source's block grid: most DCT blocks come back as they were, so the re-encoding error is a
+    fraction of a fixed quality 95's, at fewer bytes."""
+    from pose.data.jpeg_header import read_jpeg_header
+
+    rows = _table(jpeg_shards).to_pylist()
+    qualities = set()
+    for row in rows:
+        source = read_jpeg_header((synth / "images/train" / row["file_name"]).read_bytes())
+        region = read_jpeg_header(row["region"])
+        assert (region.quality, region.sampling) == (source.quality, source.sampling)
+        qualities.add(source.quality)
+        x0, y0, x1, y1 = row["region_box"]
+        (bw, bh), (w, h) = source.block, (row["image_width"], row["image_height"])
+        assert x0 % bw == 0 and y0 % bh == 0 and (x1 % bw == 0 or x1 == w) and (y1 % bh == 0 or y1 == h)
+    assert len(qualities) > 1  # SynthPose draws a JPEG quality per image
+    fixed = tmp_path / "q95"
+    _write(synth, fixed, quality=95)
+    source_err, fixed_err = _region_errors(synth, jpeg_shards), _region_errors(synth, fixed)
+    assert max(source_err) < 0.5 and np.mean(source_err) < 0.5 * np.mean(fixed_err)
+    source_bytes = sum(len(r["region"]) for r in rows)
+    assert source_bytes < sum(len(r) for r in _table(fixed).column("region").to_pylist())
+
+
+def test_quality_option_is_checked():
+    for bad in (0, 101, "high", 9.5):
+        with pytest.raises(ValueError, match="JPEG quality"):
+            ShardOptions(quality=bad)
+    with pytest.raises(SystemExit):
+        main(["shards", "--root", "x", "--split", "train", "--out", "y", "--quality", "best"])
+
+
 def _compare_with_file_loader(synth: Path, shards: Path, epoch: int, exact: bool) -> list[float]:
     insts = _gt(synth)
     ds = TopDownDataset(insts, META, CODEC, AUG, seed=3)

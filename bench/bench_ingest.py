@@ -280,6 +280,12 @@ def _median(values: list[float]) -> float:
     return float(np.median(values))
 
 
+def _quality(text: str) -> int | str:
+    if text != "source" and not (text.isdigit() and 1 <= int(text) <= 100):
+        raise argparse.ArgumentTypeError(f"expected 'source' or an integer in 1..100, got {text!r}")
+    return text if text == "source" else int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/synthpose", help="SynthPose (COCO-format) root (default: %(default)s)")
@@ -290,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="model input (heatmaps at 1/4); default: the SynthPose presets' 96 128")
     p.add_argument("--batch-size", type=int, default=32, help="batch size everywhere (default: %(default)s)")
     p.add_argument("--ray-cpus", type=int, default=2, help="ray.init(num_cpus=...) (default: %(default)s)")
-    p.add_argument("--quality", default="source", type=lambda t: t if t == "source" else int(t),
+    p.add_argument("--quality", default="source", type=_quality, metavar="Q|source",
                    help="JPEG quality of the shard regions, 1..100 or source (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="measured epochs; every path runs once per epoch, medians count "
                                                          "(default: %(default)s)")

@@ -399,7 +399,7 @@ def build_bottomup_dataset(
     predicate = _and(_and(None if split is None else col("split") == lit(split), _rank_predicate(rank_range)),
                      annotated)
     decoder = BottomUpShardDecoder(meta, codec, augment, seed=seed, epoch=epoch, train_ranks=ranks,
-                                   on_bad_row=on_bad_row, cv2_threads=1)
+                                   on_bad_row=on_bad_row, cv2_threads=1, retain_memory=True)
     columns = [*BOTTOMUP_TRAIN_COLUMNS, "num_ignored", "split"]
     return _pipeline(_paths([ss], rank_range), columns, predicate, decoder, rows=stop - start,
                      row_bytes=bottomup_sample_bytes(meta, codec), seed=seed, epoch=epoch, batch_size=batch_size,

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from pose.bottomup.codec import BottomUpCodec
 from pose.bottomup.data import AffineParams, BottomUpAugment, BottomUpImage, BottomUpSampler, val_item
+from pose.data.heap import retain_freed_memory
 from pose.data.image_io import decode_rgb
 from pose.data.shards import (
     ERROR_KEY,
@@ -93,11 +94,14 @@ class BottomUpShardDecoder:
             image id; "skip": it is returned zeroed with ``_ok`` False and ``_error`` set, for the
             consumer to drop and count (:func:`pose.data.shards.collate_batch`).
         cv2_threads: if set, ``cv2.setNumThreads`` on first use (1 in Ray Data workers).
+        retain_memory: on first use, keep freed buffers in the process heap
+            (:func:`pose.data.heap.retain_freed_memory`; set in Ray Data workers).
     """
 
     def __init__(self, meta: DatasetMeta, codec: BottomUpCodec, augment: BottomUpAugment | None = None,
                  seed: int = 0, epoch: int = 0, train_ranks: np.ndarray | None = None,
-                 on_bad_row: OnBadRow = "error", cv2_threads: int | None = None) -> None:
+                 on_bad_row: OnBadRow = "error", cv2_threads: int | None = None, retain_memory: bool = False
+                 ) -> None:
         check_on_bad_row(on_bad_row)
         self.sampler = BottomUpSampler(meta, codec)
         self.augment = augment
@@ -105,6 +109,7 @@ class BottomUpShardDecoder:
         self.train_ranks = None if train_ranks is None else np.asarray(train_ranks, np.int64)
         self.on_bad_row = on_bad_row
         self.cv2_threads = cv2_threads
+        self.retain_memory = retain_memory
         self.keys = bottomup_keys(codec)
 
     def index_of(self, rank: int) -> int:
@@ -138,6 +143,9 @@ class BottomUpShardDecoder:
         if self.cv2_threads is not None:
             cv2.setNumThreads(self.cv2_threads)
             self.cv2_threads = None
+        if self.retain_memory:
+            retain_freed_memory()
+            self.retain_memory = False
         rows = _rows(batch)
         k = self.sampler.meta.num_keypoints
         out = self._allocate(len(rows))

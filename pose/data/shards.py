@@ -949,6 +949,7 @@ class TopDownShardDecoder:
                     if self.on_bad_row == "error":
                         raise ValueError(msg) from None
                     ok[i], errors[i] = False, msg
+                    out["image"][i] = 0
                     continue
                 out["image"][i] = crop[:, :, :3].transpose(2, 0, 1)
             crop_kps[i], crop_vis[i], matrices[i] = kps, vis, m
@@ -970,7 +971,9 @@ class TopDownShardDecoder:
 
     def _allocate(self, n: int) -> dict[str, np.ndarray]:
         w, h = self.sampler.codec.input_size
-        return {"image": np.zeros((n, 3, h, w), np.uint8)} if "image" in self.keys else {}
+        # empty, not zeros: every row is written (a bad one with zeros), so zeroing first would only
+        # cost a pass over memory that :func:`~pose.data.heap.retain_freed_memory` hands back unzeroed
+        return {"image": np.empty((n, 3, h, w), np.uint8)} if "image" in self.keys else {}
 
 
 _JPEG_MAGIC = b"\xff\xd8"

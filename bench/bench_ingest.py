@@ -55,7 +55,14 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from pose.codecs.heatmap import HeatmapCodec  # noqa: E402
 from pose.data.coco import load_gt_instances  # noqa: E402
-from pose.data.shards import ShardOptions, TopDownShardDecoder, open_shards, read_table, write_shards  # noqa: E402
+from pose.data.shards import (  # noqa: E402
+    ShardOptions,
+    TopDownShardDecoder,
+    open_shards,
+    parse_quality,
+    read_table,
+    write_shards,
+)
 from pose.data.topdown import TopDownDataset  # noqa: E402
 from pose.data.transforms import TopDownAugment  # noqa: E402
 from pose.metainfo import get_metainfo  # noqa: E402
@@ -281,9 +288,10 @@ def _median(values: list[float]) -> float:
 
 
 def _quality(text: str) -> int | str:
-    if text != "source" and not (text.isdigit() and 1 <= int(text) <= 100):
-        raise argparse.ArgumentTypeError(f"expected 'source' or an integer in 1..100, got {text!r}")
-    return text if text == "source" else int(text)
+    try:
+        return parse_quality(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

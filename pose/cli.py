@@ -207,15 +207,12 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
 
 
 def _jpeg_quality(text: str) -> int | str:
-    if text == "source":
-        return text
+    from pose.data.shards import parse_quality
+
     try:
-        q = int(text)
-    except ValueError:
-        q = 0
-    if not 1 <= q <= 100:
-        raise argparse.ArgumentTypeError(f"expected 'source' or an integer in 1..100, got {text!r}")
-    return q
+        return parse_quality(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _run_shards(args: argparse.Namespace) -> int:

@@ -309,6 +309,15 @@ def _read_bgr(path: Path, image_id: int) -> tuple[np.ndarray, bytes]:
     return img, raw
 
 
+def parse_quality(text: str) -> int | Literal["source"]:
+    """A ``--quality`` argument: ``"source"`` or an integer in 1..100 (``ValueError`` otherwise)."""
+    if text == "source":
+        return "source"
+    if not (text.isdigit() and 1 <= int(text) <= 100):
+        raise ValueError(f"expected 'source' or an integer in 1..100, got {text!r}")
+    return int(text)
+
+
 FALLBACK_QUALITY = 95  # quality="source" for sources that are not JPEG (or whose header has no 8-bit table)
 _CV2_SAMPLING = {420: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, 422: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
                  444: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, 440: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440,

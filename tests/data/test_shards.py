@@ -161,6 +161,12 @@ def test_quality_option_is_checked():
             ShardOptions(quality=bad)
     with pytest.raises(SystemExit):
         main(["shards", "--root", "x", "--split", "train", "--out", "y", "--quality", "best"])
+    from pose.data.shards import parse_quality
+
+    assert parse_quality("source") == "source" and parse_quality("1") == 1 and parse_quality("100") == 100
+    for bad in ("0", "101", "-5", "9.5", "Source", ""):
+        with pytest.raises(ValueError, match="expected 'source'"):
+            parse_quality(bad)
 
 
 def _compare_with_file_loader(synth: Path, shards: Path, epoch: int, exact: bool) -> list[float]:

@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reduced-decode", action="store_true",
                    help="the shard paths decode JPEG regions at 1/2-1/8 size where the crop allows it "
                         "(data.shards_reduced_decode); the file loader and the bound stay full decodes")
+    p.add_argument("--sized-regions", action="store_true",
+                   help="shards store regions at the resolution --input-size needs (poselab shards --input-size), "
+                        "not at native resolution; the bound then decodes those smaller regions")
     p.add_argument("--workdir", default="runs/bench_ingest", help="subset and shards go here (default: %(default)s)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
@@ -324,9 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir)
     root = make_subset(Path(args.data), args.split, args.instances, work, meta)
     instances = load_gt_instances(root / "annotations/person_keypoints_bench.json", root / "images/bench", meta, 0.75)
-    shards = work / f"shards-q{args.quality}"
+    sized = (w, h) if args.sized_regions else None
+    shards = work / (f"shards-q{args.quality}" + (f"-{w}x{h}" if sized else ""))
     t0 = time.perf_counter()
-    manifest = write_shards(root, "bench", shards, ShardOptions(quality=args.quality), workers=0, progress=True,
+    manifest = write_shards(root, "bench", shards, ShardOptions(quality=args.quality, input_size=sized), workers=0,
+                            progress=True,
                             command="bench/bench_ingest.py")
     shard_s = time.perf_counter() - t0
     n_images = len({i.image_id for i in instances})
@@ -363,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     # The ratios: medians of the per-epoch ratios (each from passes run next to each other).
     vs_file = _median([_rate(r) / _rate(f) for r, f in zip(ray_runs, passes["file_loader"])])
     vs_bound = _median([_rate(r) / _rate(d) for r, d in zip(ray_runs, passes["decode_only"])])
-    mode = "reduced" if args.reduced_decode else "full"
+    mode = ("reduced" if args.reduced_decode else "full") + (f", regions sized for {w}x{h}" if sized else "")
     print(f"\nshard paths: {mode} JPEG decode; {args.repeats} epochs ({epochs[0]}..{epochs[-1]}), every path once "
           "per epoch in turn; medians; per core = samples / CPU seconds")
     print(f"{'path':<28}{'crops/s/core':>14}{'CPU s':>9}{'wall s':>9}")
@@ -388,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "input_size": [w, h],
         "reduced_decode": args.reduced_decode,
         "quality": args.quality,
+        "sized_regions": args.sized_regions,
         "command": "python " + shlex.join(["bench/bench_ingest.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     print(json.dumps(result))

@@ -90,6 +90,10 @@ def _check_compatible(sets: list[ShardSet], meta: DatasetMeta, codec: HeatmapCod
         if abs(opts.aspect_ratio - w / h) > 1e-6:
             raise ValueError(f"shards {ss.root} were written for aspect ratio {opts.aspect_ratio:g}, the codec's "
                              f"input {w}x{h} has {w / h:g}: re-create them with --aspect-ratio {w / h:g}")
+        if opts.input_size is not None and (w > opts.input_size[0] or h > opts.input_size[1]):
+            raise ValueError(f"shards {ss.root} store regions for a {opts.input_size[0]}x{opts.input_size[1]} input; "
+                             f"the codec's {w}x{h} would be upsampled from them: re-create them with "
+                             f"--input-size {w} {h} (or without --input-size)")
         if augment is not None and (augment.scale_factor > opts.scale_factor + 1e-9
                                     or augment.rot_factor > opts.rot_factor + 1e-9):
             raise ValueError(

@@ -5,7 +5,8 @@ Two layouts (``mode``):
 * **topdown**: one row per person instance. The image pixels kept per row are a *region*: the
   padded box plus the margin that the standard augmentation (scale up to ``1 + scale_factor``,
   rotation up to ``2 * rot_factor`` degrees) can ever sample, clipped to the image, at native
-  resolution (downscaled only when its long side exceeds ``max_side``), grown to the source JPEG's
+  resolution (downscaled only when its long side exceeds ``max_side``, or, with ``input_size``, to
+  the resolution that model input needs), grown to the source JPEG's
   block grid and re-encoded at the source's quality by default (``quality="source"``).
   ``region_to_image`` maps region pixels to image pixels; without downscaling it is an integer
   translation.
@@ -100,6 +101,11 @@ class ShardOptions:
         scale_factor, rot_factor: the largest :class:`~pose.data.transforms.TopDownAugment` the
             regions must support (scale up to 1 + scale_factor, rotation up to 2 * rot_factor).
         max_side: regions whose long side exceeds it are downscaled to it (no longer bit-exact).
+        input_size: the model input (W, H) the shards serve, or None (native resolution, the default).
+            When set, a region is downscaled to :func:`region_density`: one region pixel per crop pixel
+            of the most zoomed-in augmentation (window scale ``1 - scale_factor``), so no crop the
+            augmentation can draw is upsampled from it. Smaller regions decode faster; the crops are
+            then resamplings of the file loader's, and the pipeline refuses larger model inputs.
         lossless: store regions as PNG (bit-exact crops) instead of JPEG.
         quality: JPEG quality of the regions: 1..100, or "source" (the default): the source image's
             quality and chroma subsampling, read from its header (:mod:`pose.data.jpeg_header`;
@@ -118,6 +124,7 @@ class ShardOptions:
     scale_factor: float = 0.25
     rot_factor: float = 30.0
     max_side: int = 1024
+    input_size: tuple[int, int] | None = None
     lossless: bool = False
     quality: int | Literal["source"] = "source"
     det_score_threshold: float = 0.0
@@ -135,6 +142,13 @@ class ShardOptions:
             raise ValueError("rows_per_shard and row_group_size must be >= 1")
         if self.max_side < 16:
             raise ValueError(f"max_side must be >= 16, got {self.max_side}")
+        if self.input_size is not None:
+            size = tuple(self.input_size)
+            if len(size) != 2 or not all(isinstance(v, int) and v >= 1 for v in size):
+                raise ValueError(f"input_size must be two positive integers (W, H), got {self.input_size!r}")
+            if self.mode != "topdown":
+                raise ValueError("input_size applies to top-down regions; bottom-up rows keep the original file")
+            object.__setattr__(self, "input_size", size)  # JSON manifests give a list
         if self.quality != "source" and not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
             raise ValueError(f"JPEG quality must be 'source' or an integer in 1..100, got {self.quality!r}")
         if self.aspect_ratio <= 0 or self.padding <= 0 or self.scale_factor < 0 or self.rot_factor < 0:
@@ -223,18 +237,30 @@ def margin_region(center: np.ndarray, scale: np.ndarray, width: int, height: int
     return x0, y0, x1, y1
 
 
-def extract_region(image: np.ndarray, box: tuple[int, int, int, int], max_side: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Cut ``box`` out of ``image``; downscale (INTER_AREA) when its long side exceeds ``max_side``.
+def region_density(scale: np.ndarray, input_size: tuple[int, int] | None, scale_factor: float) -> float:
+    """Region pixels per image pixel that serve an ``input_size`` (W, H) model: the crop pixels per
+    image pixel of the smallest augmentation window, ``scale * (1 - scale_factor)``; inf (keep native
+    resolution) without an input size or when the window can shrink to nothing."""
+    smallest = 1.0 - scale_factor
+    if input_size is None or smallest <= 0:
+        return math.inf
+    w, h = input_size
+    return max(w / (float(scale[0]) * smallest), h / (float(scale[1]) * smallest))
+
+
+def extract_region(image: np.ndarray, box: tuple[int, int, int, int], max_side: int,
+                   density: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``box`` out of ``image``; downscale (INTER_AREA) when its long side exceeds ``max_side``
+    or to ``density`` region pixels per image pixel, whichever is smaller (never upscaled).
 
     Returns the region and its 2x3 region->image matrix (an integer translation unless downscaled).
     """
     x0, y0, x1, y1 = box
     region = image[y0:y1, x0:x1]
     rw, rh = x1 - x0, y1 - y0
-    if max(rw, rh) <= max_side:
+    f = min(max_side / max(rw, rh), density)
+    if f >= 1.0:
         return np.ascontiguousarray(region), np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]])
-    f = max_side / max(rw, rh)
     nw, nh = max(1, round(rw * f)), max(1, round(rh * f))
     region = cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA)
     sx, sy = rw / nw, rh / nh  # cv2.resize: dst pixel u samples src (u + 0.5) * s - 0.5
@@ -371,7 +397,8 @@ def _write_topdown_shard(task: _TopDownTask) -> tuple[int, int, int]:
         box = margin_region(inst.center, inst.scale, w, h, 1.0 + opts.scale_factor, 2.0 * opts.rot_factor)
         if header is not None and not opts.lossless:
             box = align_to_blocks(box, header.block, w, h)
-        region, r2i = extract_region(image, box, opts.max_side)
+        density = region_density(inst.scale, opts.input_size, opts.scale_factor)
+        region, r2i = extract_region(image, box, opts.max_side, density)
         row = {
             "rank": inst.rank, "image_id": inst.image_id, "instance_id": inst.instance_id, "split": task.split,
             "file_name": Path(inst.image_path).relative_to(root).as_posix(),
@@ -492,7 +519,10 @@ def _bottomup_records(ann_file: Path, image_dir: Path, meta: DatasetMeta) -> tup
 
 def _fingerprint(opts: ShardOptions, split: str, src: ShardSource, image_files: Iterable[Path]) -> str:
     h = hashlib.sha256()
-    what: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "split": split, "options": asdict(opts)}
+    options = asdict(opts)
+    if options["input_size"] is None:  # added 2026-12-05: shards written before it stay up to date
+        del options["input_size"]
+    what: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "split": split, "options": options}
     if opts.mode == "bottomup":  # 2: people and ignore mask chosen by pose.bottomup.data.image_record
         what["bottomup_selection"] = BOTTOMUP_SELECTION
     h.update(json.dumps(what, sort_keys=True).encode())

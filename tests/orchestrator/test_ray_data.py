@@ -95,6 +95,21 @@ def test_budget_and_split_filters(ray_session, shard_dirs):
         build_topdown_dataset(ss, META, HeatmapCodec(input_size=(128, 128), heatmap_size=(32, 32)), None)
 
 
+def test_sized_regions_serve_their_input_size_only(ray_session, synth_data, tmp_path):
+    from pose.data.shards import ShardOptions, write_shards
+
+    out = tmp_path / "sized"
+    write_shards(synth_data, "val", out, ShardOptions(input_size=(48, 64), rows_per_shard=4), workers=1,
+                 progress=False)
+    small = HeatmapCodec(input_size=(48, 64), heatmap_size=(12, 16))
+    ds = build_topdown_dataset(out, META, small, AUG, keys=("index", "image"))
+    rows = _rows(ds)
+    assert sum(len(b["index"]) for b in rows) == open_shards(out).num_rows
+    assert rows[0]["image"].shape[1:] == (3, 64, 48)
+    with pytest.raises(ValueError, match=r"regions for a 48x64 input; the codec's 96x128 would be upsampled"):
+        build_topdown_dataset(out, META, CODEC, AUG)
+
+
 def test_validation_exactly_once_across_two_workers(ray_session, shard_dirs):
     import ray
 

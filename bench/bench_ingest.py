@@ -21,6 +21,12 @@ epoch starts and warms the workers. Every path runs once per epoch, in turn (``-
 on a shared host whose speed drifts, the passes of one epoch see the same machine, and the ratios
 are the medians of the per-epoch ratios.
 
+With ``--sized-regions`` the shards store regions at the resolution ``--input-size`` needs
+(``poselab shards --input-size``) instead of native resolution; the bound then decodes those smaller
+regions. The run ends with the mean absolute difference between the shard decoder's crops and the
+file loader's under the same augmentation (JPEG re-encoding, plus resampling for sized regions or
+reduced decode).
+
 The shards are written with ``--quality`` (default ``source``: each region at its source image's
 JPEG quality and subsampling, on its block grid, as ``poselab shards`` does by default).
 
@@ -261,6 +267,25 @@ class RayPass:
         return {"n": n, "driver_cpu": driver, "worker_cpu": used["worker"], "daemon_cpu": used["daemon"], "wall": wall}
 
 
+def crop_difference(instances, shards: Path, meta, codec, augment, reduced: bool, epoch: int = 1) -> float:
+    """Mean absolute difference (grey levels, 0..255) between the shard decoder's crops and the file
+    loader's under the same augmentation: JPEG re-encoding, and resampling for sized regions or
+    reduced decode."""
+    import pyarrow as pa
+
+    ds = TopDownDataset(instances, meta, codec, augment, seed=0)
+    ds.set_epoch(epoch)
+    table = pa.concat_tables([read_table(p) for p in open_shards(shards).paths()])
+    dec = TopDownShardDecoder(meta, codec, augment, seed=0, epoch=epoch, reduced_decode=reduced, keys=("index", "image"))
+    total, count = 0.0, 0
+    for start in range(0, table.num_rows, 256):
+        out = dec(table.slice(start, 256))
+        for rank, image in zip(out["index"], out["image"]):
+            total += float(np.abs(ds[int(rank)]["image"].numpy().astype(np.float32) - image).mean())
+            count += 1
+    return total / count
+
+
 def measure_interleaved(paths: dict[str, Any], epochs: list[int]) -> dict[str, list]:
     """Every path once per epoch, in turn: a machine whose speed drifts (a shared host) shifts all
     paths of an epoch alike, so the per-epoch ratios stay comparable."""
@@ -359,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         passes = measure_interleaved(paths, epochs)
     finally:
         ray.shutdown()
+    diff = crop_difference(instances, shards, meta, codec, augment, args.reduced_decode)
     counts = {name: [p["n"] if isinstance(p, dict) else p[0] for p in runs] for name, runs in passes.items()}
     assert all(c == len(instances) for runs in counts.values() for c in runs), counts
 
@@ -368,8 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     # The ratios: medians of the per-epoch ratios (each from passes run next to each other).
     vs_file = _median([_rate(r) / _rate(f) for r, f in zip(ray_runs, passes["file_loader"])])
     vs_bound = _median([_rate(r) / _rate(d) for r, d in zip(ray_runs, passes["decode_only"])])
-    mode = ("reduced" if args.reduced_decode else "full") + (f", regions sized for {w}x{h}" if sized else "")
-    print(f"\nshard paths: {mode} JPEG decode; {args.repeats} epochs ({epochs[0]}..{epochs[-1]}), every path once "
+    mode = ("reduced" if args.reduced_decode else "full") + " JPEG decode" + (
+        f" of regions sized for {w}x{h} (--sized-regions)" if sized else "")
+    print(f"\nshard paths: {mode}; {args.repeats} epochs ({epochs[0]}..{epochs[-1]}), every path once "
           "per epoch in turn; medians; per core = samples / CPU seconds")
     print(f"{'path':<28}{'crops/s/core':>14}{'CPU s':>9}{'wall s':>9}")
     names = {"file_loader": "file loader (TopDownDataset)", "decode_only": "decode-only bound",
@@ -385,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{ray_r['n'] / ray_r['wall']:.0f} crops/s wall on {args.ray_cpus} logical CPUs")
     print("per epoch, Ray Data / file loader: " + ", ".join(
         f"{_rate(r) / _rate(f):.2f}" for r, f in zip(ray_runs, passes["file_loader"])))
+    print(f"shard crops vs the file loader's (epoch 1, same augmentation): mean abs difference {diff:.2f} grey levels")
     result = {
         "ray_vs_file_loader": round(vs_file, 3),
         "ray_vs_decode_only": round(vs_bound, 3),
@@ -394,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "reduced_decode": args.reduced_decode,
         "quality": args.quality,
         "sized_regions": args.sized_regions,
+        "crop_mean_abs_diff": round(diff, 3),
         "command": "python " + shlex.join(["bench/bench_ingest.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     print(json.dumps(result))

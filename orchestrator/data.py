@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import ray
 import torch
 from ray.data import DataContext, FileShuffleConfig
+from ray.data.block import BlockAccessor
 from ray.data.collate_fn import NumpyBatchCollateFn
 from ray.data.expressions import col, lit
 
@@ -118,9 +120,10 @@ def _read_parquet(paths: list[str], shuffle: FileShuffleConfig | None, num_block
 
 
 def sample_bytes(meta: DatasetMeta, codec: HeatmapCodec) -> int:
-    """Bytes of one decoded top-down sample (image uint8 + heatmaps float32 dominate)."""
+    """Bytes of one decoded top-down sample as the pipeline moves it (the uint8 image dominates; the
+    heatmaps travel as their factors, (h + w) K float32)."""
     (w, h), (hw, hh), k = codec.input_size, codec.heatmap_size, meta.num_keypoints
-    return 3 * w * h + 4 * k * hh * hw + 4 * (5 * k + 16)
+    return 3 * w * h + 4 * k * (hh + hw) + 4 * (5 * k + 16)
 
 
 def default_sizes(rows: int, row_bytes: int, files: int, cpus: float | None = None,
@@ -209,7 +212,8 @@ def build_topdown_dataset(
     else:
         selected = budget or sum(s.num_rows for s in sets)
     decoder = TopDownShardDecoder(meta, codec, augment, seed=seed, epoch=epoch, keys=keys, on_bad_row=on_bad_row,
-                                  cv2_threads=1, reduced_decode=reduced_decode, retain_memory=True)
+                                  cv2_threads=1, reduced_decode=reduced_decode, retain_memory=True,
+                                  separable_heatmaps=True)
     return _pipeline(_paths(sets, rank_range), _DECODE_COLUMNS + ["split"], predicate, decoder,
                      rows=selected, row_bytes=sample_bytes(meta, codec), seed=seed, epoch=epoch,
                      batch_size=batch_size, num_blocks=num_blocks, num_cpus=num_cpus, concurrency=concurrency,
@@ -472,6 +476,12 @@ class _Collate(NumpyBatchCollateFn):
         return collate_batch(batch)
 
 
+def _numpy_pieces(block: pa.Table) -> Iterator[dict[str, np.ndarray]]:
+    """A block as numpy batches, one per record batch (chunk): zero-copy views of the object store."""
+    for piece in block.to_batches():
+        yield BlockAccessor.for_block(pa.Table.from_batches([piece])).to_batch_format("numpy")
+
+
 def _cat(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
@@ -480,24 +490,35 @@ def _size(batch: dict[str, torch.Tensor]) -> int:
     return len(next(iter(batch.values()))) if batch else 0
 
 
+def _rows(batch: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
+    return {k: v[start:stop] for k, v in batch.items()}
+
+
 class _Rebatcher:
-    """Re-cuts batches that lost skipped rows back to ``batch_size``."""
+    """Cuts batches of any size (whole Ray blocks, batches that lost skipped rows) into batches of
+    ``batch_size`` rows: views of one input where a batch lies within it, one concatenation where it
+    straddles two."""
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
-        self.parts: list[dict[str, torch.Tensor]] = []
+        self.parts: list[dict[str, torch.Tensor]] = []  # the pending rows, fewer than batch_size
         self.count = 0
 
     def push(self, batch: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
-        if _size(batch):
-            self.parts.append(batch)
-            self.count += _size(batch)
-        while self.count >= self.batch_size:
-            merged = _cat(self.parts)
-            yield {k: v[: self.batch_size] for k, v in merged.items()}
-            rest = {k: v[self.batch_size:] for k, v in merged.items()}
-            self.count -= self.batch_size
-            self.parts = [rest] if self.count else []
+        n, start = _size(batch), 0
+        if n and self.parts:  # complete the pending batch from the head of this one
+            start = min(self.batch_size - self.count, n)
+            self.parts.append(_rows(batch, 0, start))
+            self.count += start
+            if self.count < self.batch_size:
+                return
+            yield _cat(self.parts)
+            self.parts, self.count = [], 0
+        while n - start >= self.batch_size:
+            yield _rows(batch, start, start + self.batch_size)
+            start += self.batch_size
+        if start < n:
+            self.parts, self.count = [_rows(batch, start, n)], n - start
 
     def flush(self) -> Iterator[dict[str, torch.Tensor]]:
         if self.count:
@@ -552,9 +573,18 @@ def _iter_batches(shard: Any, batch_size: int, *, drop_last: bool = False, prefe
                   report: SkipReport | None = None, log_skips: bool = True) -> Iterator[dict[str, torch.Tensor]]:
     report = report if report is not None else SkipReport()
     rebatch = _Rebatcher(batch_size)
-    batches = shard.iter_torch_batches(batch_size=batch_size, collate_fn=_Collate(), prefetch_batches=prefetch_batches,
-                                       local_shuffle_buffer_size=local_shuffle_buffer_size,
-                                       local_shuffle_seed=local_shuffle_seed)
+    if local_shuffle_buffer_size is None:
+        # Whole blocks, converted chunk by chunk, cut into batches here (views): Ray's batcher and its
+        # numpy conversion would first concatenate the chunks of every column (one per decoder call),
+        # a copy of all the data, before ``collate_batch`` copies it out of the object store.
+        blocks = shard.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=prefetch_batches)
+        batches: Iterator[tuple[dict[str, torch.Tensor], list[str]]] = (
+            collate_batch(piece) for block in blocks for piece in _numpy_pieces(block))
+    else:
+        batches = shard.iter_torch_batches(batch_size=batch_size, collate_fn=_Collate(),
+                                           prefetch_batches=prefetch_batches,
+                                           local_shuffle_buffer_size=local_shuffle_buffer_size,
+                                           local_shuffle_seed=local_shuffle_seed)
     for batch, errors in batches:
         report.rows += _size(batch)
         if errors:

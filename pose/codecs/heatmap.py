@@ -71,8 +71,18 @@ class HeatmapCodec:
     def encode_batch(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`encode` for a batch: (B, K, 2) and (B, K) -> (B, K, h, w) and (B, K), elementwise the
         same arithmetic (so the same numbers as encoding one instance at a time)."""
+        gy, gx, weights = self.encode_factors(keypoints, visible)
+        heatmaps = self.expand_factors(gy, gx)
+        assert heatmaps.shape == (*keypoints.shape[:2], self.heatmap_size[1], self.heatmap_size[0])
+        return heatmaps, weights
+
+    def encode_factors(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The separable parts of :meth:`encode_batch`: the Gaussian's factors gy (B, K, h) and gx (B, K, w),
+        float32, with ``heatmaps = expand_factors(gy, gx)`` exactly, and the weights (B, K).
+
+        The factors are (h + w) / (h w) of the heatmaps' bytes: the Ray Data pipeline moves them and
+        expands them where the batch is used (``pose.data.shards.collate_batch``)."""
         w, h = self.heatmap_size
-        b, k = keypoints.shape[:2]
         mu = keypoints.astype(np.float64) / self.stride
         if not self.unbiased:
             mu = np.floor(mu + 0.5)
@@ -88,11 +98,13 @@ class HeatmapCodec:
         gx *= (xs >= lo[..., :1]) & (xs < hi[..., :1])
         gy *= (ys >= lo[..., 1:]) & (ys < hi[..., 1:])
         gy *= (weights > 0)[..., None]  # zero maps for unlabeled and off-map joints
-        # The separable Gaussian's outer product, straight into float32 (the (B, K, h, w) array is the
-        # only large one): the float64 factors rounded once each, then one float32 multiply.
-        heatmaps = np.multiply(gy.astype(np.float32)[..., :, None], gx.astype(np.float32)[..., None, :])
-        assert heatmaps.shape == (b, k, h, w)
-        return heatmaps, weights
+        # the float64 factors rounded once each; expand_factors makes one float32 multiply per pixel
+        return gy.astype(np.float32), gx.astype(np.float32), weights
+
+    @staticmethod
+    def expand_factors(gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
+        """(..., h) and (..., w) float32 factors -> (..., h, w) heatmaps: their outer product."""
+        return np.multiply(gy[..., :, None], gx[..., None, :])
 
     # ------------------------------------------------------------------ decode
     def decode(self, heatmaps: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

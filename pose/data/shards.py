@@ -78,6 +78,9 @@ OnBadRow = Literal["error", "skip"]
 TOPDOWN_KEYS = ("image", "heatmaps", "weights", "keypoints", "visible", "matrix", "image_id", "score", "area",
                 "center", "scale", "index")
 """The keys of a :class:`~pose.data.topdown.TopDownDataset` item, in its order."""
+HEATMAP_FACTOR_KEYS = ("heatmaps_y", "heatmaps_x")
+"""What :class:`TopDownShardDecoder` with ``separable_heatmaps`` returns in place of ``heatmaps``: the
+Gaussian's factors (B, K, h) and (B, K, w), expanded by :func:`collate_batch`."""
 OK_KEY, ERROR_KEY = "_ok", "_error"
 """Extra per-row columns of :class:`TopDownShardDecoder` batches with ``on_bad_row="skip"``."""
 
@@ -852,6 +855,9 @@ class TopDownShardDecoder:
             "skip": the row is returned zeroed with ``_ok`` False and ``_error`` set, for the consumer to
             drop and count (:func:`collate_batch`).
         cv2_threads: if set, ``cv2.setNumThreads`` on first use (1 in Ray Data workers).
+        separable_heatmaps: return ``heatmaps`` as its factors (:data:`HEATMAP_FACTOR_KEYS`,
+            :meth:`~pose.codecs.heatmap.HeatmapCodec.encode_factors`), 1/10 of the bytes at 24x32;
+            :func:`collate_batch` expands them to the same numbers. The Ray Data pipeline moves them.
         retain_memory: on first use, keep freed buffers in the process heap
             (:func:`pose.data.heap.retain_freed_memory`; set in Ray Data workers, where each call's
             output would otherwise be page-faulted in afresh).
@@ -864,7 +870,8 @@ class TopDownShardDecoder:
 
     def __init__(self, meta: DatasetMeta, codec: HeatmapCodec, augment: TopDownAugment | None = None,
                  seed: int = 0, epoch: int = 0, keys: Sequence[str] = TOPDOWN_KEYS, on_bad_row: OnBadRow = "error",
-                 cv2_threads: int | None = None, reduced_decode: bool = False, retain_memory: bool = False) -> None:
+                 cv2_threads: int | None = None, reduced_decode: bool = False, retain_memory: bool = False,
+                 separable_heatmaps: bool = False) -> None:
         check_on_bad_row(on_bad_row)
         unknown = set(keys) - set(TOPDOWN_KEYS)
         if unknown:
@@ -878,11 +885,13 @@ class TopDownShardDecoder:
         self.cv2_threads = cv2_threads
         self.retain_memory = retain_memory
         self.reduced_decode = reduced_decode
+        self.separable_heatmaps = separable_heatmaps
         self._canvas: np.ndarray | None = None
         self._dirty: tuple[int, int, int, int] | None = None
+        self._rgba: np.ndarray | None = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_canvas": None, "_dirty": None}
+        return {**self.__dict__, "_canvas": None, "_dirty": None, "_rgba": None}
 
     def params_for(self, rank: int) -> AugmentParams:
         if self.augment is None:
@@ -905,8 +914,10 @@ class TopDownShardDecoder:
         self._dirty = (x0, y0, x0 + rw, y0 + rh)
         return c[:height, :width], c[y0:y0 + rh, x0:x0 + rw]
 
-    def _crop(self, buf: bytes, r2i: np.ndarray, width: int, height: int, m: np.ndarray) -> np.ndarray:
-        """Decode one region and warp it to the (h, w, 4) crop."""
+    def _crop(self, buf: bytes, r2i: np.ndarray, width: int, height: int, m: np.ndarray,
+              to_crop: np.ndarray | None = None) -> np.ndarray:
+        """Decode one region and warp it to the (h, w, 4) crop (``m``: image -> crop; ``to_crop``: region
+        -> crop, ``m o r2i``, computed here when not given)."""
         arr = np.frombuffer(buf, np.uint8)
         factor = self._reduction(buf, r2i, m) if self.reduced_decode else 1
         if factor > 1:
@@ -927,8 +938,17 @@ class TopDownShardDecoder:
             canvas, window = self._canvas_view(int(tx), int(ty), bgr.shape[1], bgr.shape[0], width, height)
             cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA, dst=window)
             return warp_crop(canvas, m, self.sampler.codec.input_size)
-        rgba = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)
-        return warp_crop(rgba, compose_affine(m, r2i.reshape(2, 3)), self.sampler.codec.input_size)
+        rgba = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA, dst=self._buffer(bgr.shape[0], bgr.shape[1]))
+        if to_crop is None:
+            to_crop = compose_affine(m, r2i.reshape(2, 3))
+        return warp_crop(rgba, to_crop, self.sampler.codec.input_size)
+
+    def _buffer(self, height: int, width: int) -> np.ndarray:
+        """A reused (height, width, 4) uint8 buffer for the RGBA region (its contents are overwritten)."""
+        size = height * width * 4
+        if self._rgba is None or self._rgba.size < size:
+            self._rgba = np.empty(max(size, 1 << 18), np.uint8)
+        return self._rgba[:size].reshape(height, width, 4)
 
     @staticmethod
     def _reduction(buf: bytes, r2i: np.ndarray, m: np.ndarray) -> int:
@@ -972,37 +992,40 @@ class TopDownShardDecoder:
             paths = table.column("path").to_pylist() if "path" in table.column_names else [None] * n
         ok = np.ones(n, dtype=bool)
         errors = [""] * n
-        crop_kps = np.zeros((n, k, 2), np.float32)
-        crop_vis = np.zeros((n, k), np.float32)
-        matrices = np.zeros((n, 2, 3), np.float64)
-        for i in range(n):
-            inst = PersonInstance(image_id=int(image_ids[i]), image_path=_NO_PATH, instance_id=-1, bbox=_NO_BOX,
-                                  center=centers[i], scale=scales[i], keypoints=keypoints[i], visible=visible[i],
-                                  rank=int(ranks[i]))
-            m, kps, vis = sampler.geometry(inst, self.params_for(ranks[i]))
-            if want_image:
+        matrices, crop_kps, crop_vis = sampler.geometry_batch(centers, scales, keypoints, visible,
+                                                              [self.params_for(r) for r in ranks])
+        if want_image:
+            image = out["image"]
+            to_crop = compose_affine(matrices, r2i.reshape(n, 2, 3))  # region pixel -> crop pixel
+            for i in range(n):
                 try:
-                    crop = self._crop(regions[i] or b"", r2i[i], int(widths[i]), int(heights[i]), m)
+                    crop = self._crop(regions[i] or b"", r2i[i], int(widths[i]), int(heights[i]), matrices[i],
+                                      to_crop[i])
                 except (ValueError, cv2.error) as e:
                     msg = f"shard {paths[i] or '<table>'} row {int(ranks[i])} (image id {int(image_ids[i])}): {e}"
                     if self.on_bad_row == "error":
                         raise ValueError(msg) from None
                     ok[i], errors[i] = False, msg
-                    out["image"][i] = 0
+                    image[i] = 0
                     continue
-                out["image"][i] = crop[:, :, :3].transpose(2, 0, 1)
-            crop_kps[i], crop_vis[i], matrices[i] = kps, vis, m
+                image[i] = crop[:, :, :3].transpose(2, 0, 1)
         if want_targets:  # one vectorised call: the same numbers as encoding row by row
-            heatmaps, weights = sampler.codec.encode_batch(crop_kps, crop_vis)
-            heatmaps[~ok] = 0.0
+            gy, gx, weights = sampler.codec.encode_factors(crop_kps, crop_vis)
+            gy[~ok] = 0.0
             weights[~ok] = 0.0
-            out["heatmaps"], out["weights"] = heatmaps, weights
+            out["weights"] = weights
+            if self.separable_heatmaps:
+                out[HEATMAP_FACTOR_KEYS[0]], out[HEATMAP_FACTOR_KEYS[1]] = gy, gx
+            else:
+                out["heatmaps"] = sampler.codec.expand_factors(gy, gx)
         crop_kps[~ok] = 0.0
         crop_vis[~ok] = 0.0
         matrices[~ok] = 0.0
         extra = {"image_id": image_ids, "score": scores, "area": areas, "center": centers, "scale": scales,
                  "index": ranks, "keypoints": crop_kps, "visible": crop_vis, "matrix": matrices.astype(np.float32)}
-        result = {key: (out[key] if key in out else extra[key]) for key in keys}
+        names = [f for key in keys for f in (HEATMAP_FACTOR_KEYS if key == "heatmaps" and self.separable_heatmaps
+                                             else (key,))]
+        result = {key: (out[key] if key in out else extra[key]) for key in names}
         if self.on_bad_row == "skip":
             result[OK_KEY] = ok
             result[ERROR_KEY] = np.array(errors, dtype=object)
@@ -1017,15 +1040,14 @@ class TopDownShardDecoder:
 
 _JPEG_MAGIC = b"\xff\xd8"
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-_NO_BOX = np.zeros(4, np.float32)
-_NO_PATH = Path()
 
 
 def collate_batch(batch: dict[str, np.ndarray], keys: Sequence[str] | None = None
                   ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Decoder output (numpy) -> torch tensors like a collated :class:`TopDownDataset` batch.
 
-    Rows flagged bad (``_ok`` False) are dropped; their messages are returned for counting.
+    Rows flagged bad (``_ok`` False) are dropped; their messages are returned for counting. Heatmap
+    factors (:data:`HEATMAP_FACTOR_KEYS`) are expanded to ``heatmaps``, in their place.
     """
     errors: list[str] = []
     keep = None
@@ -1034,13 +1056,16 @@ def collate_batch(batch: dict[str, np.ndarray], keys: Sequence[str] | None = Non
         if not ok.all():
             errors = [str(e) for e, good in zip(batch[ERROR_KEY], ok) if not good]
             keep = np.flatnonzero(ok)
-    names = [k for k in (keys or batch.keys()) if k not in (OK_KEY, ERROR_KEY)]
+    names = [k for k in (keys or batch.keys()) if k not in (OK_KEY, ERROR_KEY, HEATMAP_FACTOR_KEYS[1])]
     out = {}
     for name in names:
         arr = np.asarray(batch[name])
         if keep is not None:
             arr = arr[keep]
-        if not arr.flags.writeable or not arr.flags.c_contiguous:  # e.g. a view of Ray's object store
+        if name == HEATMAP_FACTOR_KEYS[0]:  # a new array: the outer product with the x factors
+            gx = np.asarray(batch[HEATMAP_FACTOR_KEYS[1]])
+            name, arr = "heatmaps", HeatmapCodec.expand_factors(arr, gx if keep is None else gx[keep])
+        elif not arr.flags.writeable or not arr.flags.c_contiguous:  # e.g. a view of Ray's object store
             arr = np.array(arr, order="C")
         out[name] = torch.from_numpy(arr)
     return out, errors

@@ -8,6 +8,7 @@ batch on the model's device (:class:`Normalizer`), which keeps the data path che
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,9 +22,8 @@ from pose.data.transforms import (
     AugmentParams,
     TopDownAugment,
     compose_affine,
-    crop_matrix,
-    flip_keypoint_labels,
-    transform_points,
+    crop_matrices,
+    transform_points_batch,
     warp_crop,
 )
 from pose.metainfo import DatasetMeta
@@ -42,11 +42,26 @@ class TopDownSampler:
     def geometry(self, inst: PersonInstance, params: AugmentParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The image->crop matrix (2, 3), the keypoints in crop pixels (K, 2) and their visibility (K,),
         with the keypoint labels swapped when ``params.flip``."""
-        m = crop_matrix(inst.center, inst.scale * params.scale, params.rotation, self.codec.input_size, params.flip)
-        kps = transform_points(inst.keypoints, m)
-        vis = inst.visible
-        if params.flip:
-            kps, vis = flip_keypoint_labels(kps, vis, self.meta.flip_indices)
+        m, kps, vis = self.geometry_batch(inst.center[None], inst.scale[None], inst.keypoints[None],
+                                          inst.visible[None], [params])
+        return m[0], kps[0], vis[0]
+
+    def geometry_batch(self, centers: np.ndarray, scales: np.ndarray, keypoints: np.ndarray, visible: np.ndarray,
+                       params: Sequence[AugmentParams]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`geometry` of N instances at once: centres (N, 2), windows (N, 2), keypoints (N, K, 2),
+        visible (N, K) and one draw each -> matrices (N, 2, 3), crop keypoints (N, K, 2) float32,
+        visible (N, K). Row i equals :meth:`geometry` of instance i exactly."""
+        scales = np.asarray(scales)
+        factors = np.array([p.scale for p in params], dtype=scales.dtype if scales.dtype.kind == "f" else np.float64)
+        flips = np.array([p.flip for p in params], dtype=bool)
+        m = crop_matrices(centers, scales * factors[:, None], [p.rotation for p in params], self.codec.input_size,
+                          flips)
+        kps = transform_points_batch(keypoints, m)
+        vis = np.array(visible)
+        if flips.any():
+            swap = self.meta.flip_indices
+            kps[flips] = kps[flips][:, swap]
+            vis[flips] = vis[flips][:, swap]
         return m, kps, vis
 
     def sample(self, image: np.ndarray, inst: PersonInstance, params: AugmentParams,

@@ -46,20 +46,39 @@ def crop_matrix(
     aspect ratio (uniform scaling, so rotations are rigid). With ``flip`` the crop is mirrored
     about its vertical centre line: x' = out_w - 1 - x.
     """
+    return crop_matrices(np.asarray(center)[None], np.asarray(scale)[None], [rotation], output_size, [flip])[0]
+
+
+def crop_matrices(
+    centers: np.ndarray,
+    scales: np.ndarray,
+    rotations: np.ndarray | list[float],
+    output_size: tuple[int, int],
+    flips: np.ndarray | list[bool] | None = None,
+) -> np.ndarray:
+    """:func:`crop_matrix` of N windows at once: centres (N, 2), windows (N, 2) (w, h), rotations (N,)
+    in degrees, flips (N,) -> (N, 2, 3) float64. Elementwise the same float64 arithmetic for every
+    window, so row i equals ``crop_matrix`` of window i exactly (one loader per instance, another
+    per batch, the same matrices)."""
     out_w, out_h = output_size
-    s = out_w / float(scale[0])
-    r = np.deg2rad(rotation)
+    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    s = out_w / np.asarray(scales, dtype=np.float64).reshape(-1, 2)[:, 0]
+    r = np.deg2rad(np.asarray(rotations, dtype=np.float64).reshape(-1))
     cos, sin = np.cos(r) * s, np.sin(r) * s
     # Rotation about the centre, scaling, then translation to the output centre.
-    cx, cy = float(center[0]), float(center[1])
+    cx, cy = centers[:, 0], centers[:, 1]
     ox, oy = (out_w - 1) * 0.5, (out_h - 1) * 0.5
-    m = np.array(
-        [[cos, sin, ox - cos * cx - sin * cy],
-         [-sin, cos, oy + sin * cx - cos * cy]],
-        dtype=np.float64,
-    )
-    if flip:
-        m = np.array([[-1.0, 0.0, out_w - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0.0, 0.0, 1.0]])
+    m = np.empty((len(centers), 2, 3), dtype=np.float64)
+    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = cos, sin, ox - cos * cx - sin * cy
+    m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = -sin, cos, oy + sin * cx - cos * cy
+    if flips is not None:
+        f = np.asarray(flips, dtype=bool).reshape(-1)
+        if f.any():
+            # The mirror [[-1, 0, out_w - 1], [0, 1, 0]] applied after m, term by term (the + 0.0 turns the
+            # -0.0 of an unrotated window into the +0.0 that the matrix product gives).
+            m[f, 0, :2] = -m[f, 0, :2] + 0.0
+            m[f, 0, 2] = (out_w - 1.0) - m[f, 0, 2]
+            m[f, 1] += 0.0
     return m
 
 
@@ -69,16 +88,25 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
 
 
 def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The 2x3 matrix of ``outer o inner`` (apply ``inner`` first)."""
+    """The 2x3 matrix of ``outer o inner`` (apply ``inner`` first); also for stacks (..., 2, 3)."""
     outer = np.asarray(outer, dtype=np.float64)
     inner = np.asarray(inner, dtype=np.float64)
-    return np.concatenate([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
+    linear = outer[..., :2] @ inner[..., :2]
+    shift = outer[..., :2] @ inner[..., 2:] + outer[..., 2:]
+    return np.concatenate([linear, shift], axis=-1)
 
 
 def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Apply a 2x3 matrix to (..., 2) points."""
     pts = np.asarray(points, dtype=np.float64)
     return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+def transform_points_batch(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Apply N 2x3 matrices (N, 2, 3) to their (N, P, 2) points: row i is
+    ``transform_points(points[i], m[i])``."""
+    pts = np.asarray(points, dtype=np.float64)
+    return (pts @ m[:, :, :2].transpose(0, 2, 1) + m[:, None, :, 2]).astype(np.float32)
 
 
 def warp_crop(image: np.ndarray, m: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
@@ -114,9 +142,3 @@ class TopDownAugment:
         rotation = rot_draw if rng.random() < self.rot_prob else 0.0
         flip = bool(rng.random() < self.flip_prob)
         return AugmentParams(scale=scale, rotation=rotation, flip=flip)
-
-
-def flip_keypoint_labels(keypoints: np.ndarray, visible: np.ndarray, flip_indices: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """After a mirror, joint j sits where its partner was: reorder (K, 2) points and (K,) flags."""
-    return keypoints[flip_indices].copy(), visible[flip_indices].copy()

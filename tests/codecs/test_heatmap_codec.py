@@ -79,3 +79,18 @@ def test_decode_zero_map_gives_zero_coords_and_score():
 def test_mismatched_strides_rejected():
     with pytest.raises(ValueError, match="strides"):
         HeatmapCodec(input_size=(192, 256), heatmap_size=(48, 32))
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_factors_expand_to_the_heatmaps(unbiased):
+    """The pipeline moves the Gaussian's factors; their outer product is the heatmaps exactly."""
+    codec = HeatmapCodec(input_size=(96, 128), heatmap_size=(24, 32), unbiased=unbiased)
+    rng = np.random.default_rng(0)
+    kps = rng.uniform(-20, 140, (5, 17, 2)).astype(np.float32)
+    vis = (rng.random((5, 17)) < 0.8).astype(np.float32)
+    heatmaps, weights = codec.encode_batch(kps, vis)
+    gy, gx, w2 = codec.encode_factors(kps, vis)
+    assert gy.shape == (5, 17, 32) and gx.shape == (5, 17, 24) and gy.dtype == gx.dtype == np.float32
+    assert codec.expand_factors(gy, gx).tobytes() == heatmaps.tobytes()
+    np.testing.assert_array_equal(w2, weights)
+    assert heatmaps[weights == 0].max() == 0.0 and 0.9 < heatmaps.max() <= 1.0

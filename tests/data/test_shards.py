@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from pose.cli import main
 from pose.codecs.heatmap import HeatmapCodec
@@ -18,6 +19,7 @@ from pose.data.coco import load_detection_instances, load_gt_instances
 from pose.data.semi import select_budget
 from pose.data.shards import (
     ERROR_KEY,
+    HEATMAP_FACTOR_KEYS,
     MANIFEST,
     META_VERSION,
     OK_KEY,
@@ -452,6 +454,22 @@ def test_undecodable_row_error_names_shard_and_row(png_shards, tmp_path):
     assert len(errors) == 1 and f"shard {path} row 5" in errors[0]
     assert set(batch) == set(TOPDOWN_KEYS) and len(batch["index"]) == t.num_rows - 1
     assert 5 not in batch["index"].tolist()
+
+
+def test_separable_heatmaps_collate_to_the_same_batch(png_shards, tmp_path):
+    """Heatmaps as factors (what the Ray pipeline moves) collate to the very batch of the dense
+    decoder, bad rows dropped alike."""
+    bad = tmp_path / "bad"
+    shutil.copytree(png_shards, bad)
+    _corrupt_row(bad, 3)
+    t = _table(bad)
+    dense, dense_errors = collate_batch(TopDownShardDecoder(META, CODEC, AUG, epoch=2, on_bad_row="skip")(t))
+    raw = TopDownShardDecoder(META, CODEC, AUG, epoch=2, on_bad_row="skip", separable_heatmaps=True)(t)
+    assert "heatmaps" not in raw and raw[HEATMAP_FACTOR_KEYS[0]].nbytes * 2 < raw["image"].nbytes
+    sep, sep_errors = collate_batch(raw)
+    assert list(sep) == list(dense) == list(TOPDOWN_KEYS) and sep_errors == dense_errors
+    for key in TOPDOWN_KEYS:
+        assert sep[key].dtype == dense[key].dtype and torch.equal(sep[key], dense[key]), key
 
 
 def test_old_schema_version_is_refused(png_shards, tmp_path):

@@ -24,6 +24,7 @@ pytest.importorskip("ray")
 
 from orchestrator.data import (  # noqa: E402
     SkipReport,
+    _Rebatcher,
     build_semi_datasets,
     build_topdown_dataset,
     build_val_dataset_for_worker,
@@ -38,6 +39,24 @@ AUG = TopDownAugment()
 
 def _rows(ds, batch_size=4, **kw) -> list[dict[str, torch.Tensor]]:
     return list(iter_topdown_batches(ds, batch_size, **kw))
+
+
+@pytest.mark.parametrize("sizes", [[10, 3, 7, 1], [4, 4], [1, 1, 1, 1, 1], [0, 9]])
+def test_rebatcher_cuts_views_and_joins_straddling_rows(sizes):
+    """Whole blocks in, batches of 4 out, in order: a batch inside one block is a view of it, one
+    across blocks a concatenation; the tail comes with flush()."""
+    start, blocks = 0, []
+    for n in sizes:
+        blocks.append({"index": torch.arange(start, start + n), "x": torch.arange(start, start + n) * 2.0})
+        start += n
+    rebatch = _Rebatcher(4)
+    out = [b for block in blocks for b in rebatch.push(block)] + list(rebatch.flush())
+    assert torch.cat([b["index"] for b in out]).tolist() == list(range(start))
+    assert [len(b["index"]) for b in out] == [4] * (start // 4) + ([start % 4] if start % 4 else [])
+    assert all(torch.equal(b["x"], b["index"] * 2.0) for b in out)
+    owners = [blk["index"].untyped_storage().data_ptr() for blk in blocks if len(blk["index"])]
+    first = out[0]["index"].untyped_storage().data_ptr()
+    assert (first in owners) == (sizes[0] >= 4 or sizes[0] == 0 and sizes[1] >= 4)
 
 
 @pytest.mark.parametrize("fuse_read", [True, False], ids=["read+decode fused", "unfused"])

@@ -23,7 +23,8 @@ are the medians of the per-epoch ratios.
 
 With ``--sized-regions`` the shards store regions at the resolution ``--input-size`` needs
 (``poselab shards --input-size``) instead of native resolution; the bound then decodes those smaller
-regions. The run ends with the mean absolute difference between the shard decoder's crops and the
+regions (``--region-density D``: D region pixels per crop pixel, ``poselab shards --region-density``). The
+run ends with the mean absolute difference between the shard decoder's crops and the
 file loader's under the same augmentation (JPEG re-encoding, plus resampling for sized regions or
 reduced decode).
 
@@ -339,8 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sized-regions", action="store_true",
                    help="shards store regions at the resolution --input-size needs (poselab shards --input-size), "
                         "not at native resolution; the bound then decodes those smaller regions")
+    p.add_argument("--region-density", type=float, default=1.0, metavar="D",
+                   help="with --sized-regions: region pixels per crop pixel (poselab shards --region-density; "
+                        "default: %(default)s)")
     p.add_argument("--workdir", default="runs/bench_ingest", help="subset and shards go here (default: %(default)s)")
     args = p.parse_args(argv)
+    if args.region_density != 1.0 and not args.sized_regions:
+        p.error("--region-density applies with --sized-regions")
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     cv2.setNumThreads(1)  # as in the Ray decode tasks; CPU time is counted over all threads anyway
     torch.set_num_threads(1)
@@ -353,9 +359,14 @@ def main(argv: list[str] | None = None) -> int:
     root = make_subset(Path(args.data), args.split, args.instances, work, meta)
     instances = load_gt_instances(root / "annotations/person_keypoints_bench.json", root / "images/bench", meta, 0.75)
     sized = (w, h) if args.sized_regions else None
-    shards = work / (f"shards-q{args.quality}" + (f"-{w}x{h}" if sized else ""))
+    density = args.region_density
+    shards = work / (f"shards-q{args.quality}" + (f"-{w}x{h}" if sized else "") + (f"-d{density:g}" if density != 1 else ""))
     t0 = time.perf_counter()
-    manifest = write_shards(root, "bench", shards, ShardOptions(quality=args.quality, input_size=sized), workers=0,
+    try:
+        opts = ShardOptions(quality=args.quality, input_size=sized, region_density=density)
+    except ValueError as e:
+        p.error(str(e))
+    manifest = write_shards(root, "bench", shards, opts, workers=0,
                             progress=True,
                             command="bench/bench_ingest.py")
     shard_s = time.perf_counter() - t0
@@ -395,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     vs_file = _median([_rate(r) / _rate(f) for r, f in zip(ray_runs, passes["file_loader"])])
     vs_bound = _median([_rate(r) / _rate(d) for r, d in zip(ray_runs, passes["decode_only"])])
     mode = ("reduced" if args.reduced_decode else "full") + " JPEG decode" + (
-        f" of regions sized for {w}x{h} (--sized-regions)" if sized else "")
+        f" of regions sized for {w}x{h} (--sized-regions, {density:g} region px per crop px)" if sized else "")
     print(f"\nshard paths: {mode}; {args.repeats} epochs ({epochs[0]}..{epochs[-1]}), every path once "
           "per epoch in turn; medians; per core = samples / CPU seconds")
     print(f"{'path':<28}{'crops/s/core':>14}{'CPU s':>9}{'wall s':>9}")
@@ -422,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         "reduced_decode": args.reduced_decode,
         "quality": args.quality,
         "sized_regions": args.sized_regions,
+        "region_density": density if sized else None,
         "crop_mean_abs_diff": round(diff, 3),
         "command": "python " + shlex.join(["bench/bench_ingest.py", *(sys.argv[1:] if argv is None else argv)]),
     }

@@ -196,6 +196,9 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
                    help="the model input the shards serve: regions are stored at the resolution it needs (one "
                         "region pixel per crop pixel at the most zoomed-in augmentation), not at native resolution; "
                         "faster to decode, and the pipeline refuses larger inputs (default: native resolution)")
+    p.add_argument("--region-density", type=float, default=d.region_density, metavar="D",
+                   help="with --input-size: region pixels per crop pixel at the most zoomed-in augmentation, >= 1; "
+                        "denser regions give crops closer to the native ones for a slower decode (default: %(default)s)")
     p.add_argument("--lossless", action="store_true", help="store regions as PNG (bit-exact crops) instead of JPEG")
     p.add_argument("--quality", type=_jpeg_quality, default=d.quality, metavar="Q|source",
                    help="JPEG quality of the regions, 1..100, or 'source': each source image's own quality and "
@@ -227,7 +230,7 @@ def _run_shards(args: argparse.Namespace) -> int:
     opts = ShardOptions(mode=args.mode, boxes=args.boxes, dataset=args.dataset, aspect_ratio=args.aspect_ratio,
                         padding=args.padding, scale_factor=args.scale_factor, rot_factor=args.rot_factor,
                         max_side=args.max_side, input_size=tuple(args.input_size) if args.input_size else None,
-                        lossless=args.lossless, quality=args.quality,
+                        region_density=args.region_density, lossless=args.lossless, quality=args.quality,
                         det_score_threshold=args.det_score_threshold, rows_per_shard=args.rows_per_shard,
                         row_group_size=args.row_group_size)
     if args.workers < 0:

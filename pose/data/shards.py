@@ -109,6 +109,9 @@ class ShardOptions:
             of the most zoomed-in augmentation (window scale ``1 - scale_factor``), so no crop the
             augmentation can draw is upsampled from it. Smaller regions decode faster; the crops are
             then resamplings of the file loader's, and the pipeline refuses larger model inputs.
+        region_density: with ``input_size``, region pixels per crop pixel of that most zoomed-in crop
+            (>= 1; default 1). Denser regions keep the crops closer to the file loader's (less blur from
+            the two resamplings) for a decode that grows with the square.
         lossless: store regions as PNG (bit-exact crops) instead of JPEG.
         quality: JPEG quality of the regions: 1..100, or "source" (the default): the source image's
             quality and chroma subsampling, read from its header (:mod:`pose.data.jpeg_header`;
@@ -128,6 +131,7 @@ class ShardOptions:
     rot_factor: float = 30.0
     max_side: int = 1024
     input_size: tuple[int, int] | None = None
+    region_density: float = 1.0
     lossless: bool = False
     quality: int | Literal["source"] = "source"
     det_score_threshold: float = 0.0
@@ -152,6 +156,11 @@ class ShardOptions:
             if self.mode != "topdown":
                 raise ValueError("input_size applies to top-down regions; bottom-up rows keep the original file")
             object.__setattr__(self, "input_size", size)  # JSON manifests give a list
+        if not (isinstance(self.region_density, (int, float)) and 1.0 <= self.region_density <= 16.0):
+            raise ValueError(f"region_density must be a number in 1..16 (region pixels per crop pixel), "
+                             f"got {self.region_density!r}")
+        if self.region_density != 1.0 and self.input_size is None:
+            raise ValueError("region_density applies to regions sized for a model input: give input_size too")
         if self.quality != "source" and not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
             raise ValueError(f"JPEG quality must be 'source' or an integer in 1..100, got {self.quality!r}")
         if self.aspect_ratio <= 0 or self.padding <= 0 or self.scale_factor < 0 or self.rot_factor < 0:
@@ -240,15 +249,16 @@ def margin_region(center: np.ndarray, scale: np.ndarray, width: int, height: int
     return x0, y0, x1, y1
 
 
-def region_density(scale: np.ndarray, input_size: tuple[int, int] | None, scale_factor: float) -> float:
-    """Region pixels per image pixel that serve an ``input_size`` (W, H) model: the crop pixels per
-    image pixel of the smallest augmentation window, ``scale * (1 - scale_factor)``; inf (keep native
-    resolution) without an input size or when the window can shrink to nothing."""
+def region_density(scale: np.ndarray, input_size: tuple[int, int] | None, scale_factor: float,
+                   per_crop_pixel: float = 1.0) -> float:
+    """Region pixels per image pixel that serve an ``input_size`` (W, H) model: ``per_crop_pixel`` times
+    the crop pixels per image pixel of the smallest augmentation window, ``scale * (1 - scale_factor)``;
+    inf (keep native resolution) without an input size or when the window can shrink to nothing."""
     smallest = 1.0 - scale_factor
     if input_size is None or smallest <= 0:
         return math.inf
     w, h = input_size
-    return max(w / (float(scale[0]) * smallest), h / (float(scale[1]) * smallest))
+    return per_crop_pixel * max(w / (float(scale[0]) * smallest), h / (float(scale[1]) * smallest))
 
 
 def extract_region(image: np.ndarray, box: tuple[int, int, int, int], max_side: int,
@@ -400,7 +410,7 @@ def _write_topdown_shard(task: _TopDownTask) -> tuple[int, int, int]:
         box = margin_region(inst.center, inst.scale, w, h, 1.0 + opts.scale_factor, 2.0 * opts.rot_factor)
         if header is not None and not opts.lossless:
             box = align_to_blocks(box, header.block, w, h)
-        density = region_density(inst.scale, opts.input_size, opts.scale_factor)
+        density = region_density(inst.scale, opts.input_size, opts.scale_factor, opts.region_density)
         region, r2i = extract_region(image, box, opts.max_side, density)
         row = {
             "rank": inst.rank, "image_id": inst.image_id, "instance_id": inst.instance_id, "split": task.split,
@@ -525,6 +535,8 @@ def _fingerprint(opts: ShardOptions, split: str, src: ShardSource, image_files: 
     options = asdict(opts)
     if options["input_size"] is None:  # added 2026-12-05: shards written before it stay up to date
         del options["input_size"]
+    if options["region_density"] == 1.0:  # added 2026-12-07, likewise
+        del options["region_density"]
     what: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "split": split, "options": options}
     if opts.mode == "bottomup":  # 2: people and ignore mask chosen by pose.bottomup.data.image_record
         what["bottomup_selection"] = BOTTOMUP_SELECTION

@@ -242,6 +242,7 @@ def test_region_density():
     assert region_density(scale, (24, 32), 0.25) == pytest.approx(32 / 150)
     assert region_density(scale, None, 0.25) == math.inf
     assert region_density(scale, (24, 32), 1.0) == math.inf  # the window can shrink to nothing
+    assert region_density(scale, (24, 32), 0.25, per_crop_pixel=1.5) == pytest.approx(1.5 * 32 / 150)
 
 
 def test_sized_regions_hold_the_input_resolution(synth, sized_shards):
@@ -329,6 +330,35 @@ def test_input_size_option_is_checked(synth, tmp_path, capsys):
     capsys.readouterr()
     assert main([*base[:-1], "--out", str(out)]) == 0 and "(written)" in capsys.readouterr().out
     assert open_shards(out).options.input_size is None
+
+
+def test_region_density_option(synth, sized_shards, tmp_path, capsys):
+    """--region-density D stores sized regions D times denser (never above native), is part of the
+    content (a re-run with another density rewrites), and needs --input-size."""
+    for bad in (0.5, 0.0, 17.0, "2"):
+        with pytest.raises(ValueError, match="region_density must be a number in 1..16"):
+            ShardOptions(input_size=(24, 32), region_density=bad)
+    with pytest.raises(ValueError, match="give input_size too"):
+        ShardOptions(region_density=1.5)
+    out = tmp_path / "dense"
+    base = ["shards", "--root", str(synth), "--split", "train", "--workers", "1", "--no-progress",
+            "--input-size", "24", "32", "--out", str(out)]
+    assert main([*base, "--region-density", "1.5"]) == 0
+    assert open_shards(out).options.region_density == 1.5
+    dense, sparse = _table(out), _table(sized_shards)
+    assert dense.column("rank").to_pylist() == sparse.column("rank").to_pylist()
+    for m_dense, m_sparse in zip(dense.column("region_to_image").to_pylist(),
+                                 sparse.column("region_to_image").to_pylist()):
+        if m_sparse[0] > 1.5:  # downscaled with room to spare: 1.5x the region pixels per image pixel
+            assert m_sparse[0] / m_dense[0] == pytest.approx(1.5, rel=0.05)
+        assert m_dense[0] <= m_sparse[0]  # never coarser
+    capsys.readouterr()
+    assert main([*base, "--region-density", "1.5"]) == 0 and "(up to date)" in capsys.readouterr().out
+    assert main(base) == 0 and "(written)" in capsys.readouterr().out
+    assert open_shards(out).options.region_density == 1.0
+    assert main(base[:-5] + ["--out", str(tmp_path / "bad"), "--region-density", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give input_size too" in err[0]
 
 
 def test_margin_covers_every_augmented_crop():

@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     instances = load_gt_instances(root / "annotations/person_keypoints_bench.json", root / "images/bench", meta, 0.75)
     sized = (w, h) if args.sized_regions else None
     density = args.region_density
-    shards = work / (f"shards-q{args.quality}" + (f"-{w}x{h}" if sized else "") + (f"-d{density:g}" if density != 1 else ""))
+    shards = work / (f"shards-q{args.quality}" + (f"-{w}x{h}" if sized else "")
+                     + (f"-d{density:g}" if density != 1 else ""))
     t0 = time.perf_counter()
     try:
         opts = ShardOptions(quality=args.quality, input_size=sized, region_density=density)

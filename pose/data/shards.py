@@ -868,7 +868,7 @@ class TopDownShardDecoder:
             drop and count (:func:`collate_batch`).
         cv2_threads: if set, ``cv2.setNumThreads`` on first use (1 in Ray Data workers).
         separable_heatmaps: return ``heatmaps`` as its factors (:data:`HEATMAP_FACTOR_KEYS`,
-            :meth:`~pose.codecs.heatmap.HeatmapCodec.encode_factors`), 1/10 of the bytes at 24x32;
+            :meth:`~pose.codecs.heatmap.HeatmapCodec.encode_factors`), 1/14 of the bytes at 24x32;
             :func:`collate_batch` expands them to the same numbers. The Ray Data pipeline moves them.
         retain_memory: on first use, keep freed buffers in the process heap
             (:func:`pose.data.heap.retain_freed_memory`; set in Ray Data workers, where each call's

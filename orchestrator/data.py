@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,7 @@ def build_topdown_dataset(
     num_blocks: int | None = None,
     fuse_read: bool | None = None,
     reduced_decode: bool = False,
+    draw: int | None = None,
 ) -> ray.data.Dataset:
     """The lazy Ray dataset of one epoch's decoded, augmented, encoded top-down samples.
 
@@ -176,7 +177,9 @@ def build_topdown_dataset(
         shards: shard directories (or opened :class:`ShardSet` s); validated on the driver first
             (missing files, schema version, keypoint count, aspect ratio, augmentation margin).
         augment: None for test-time crops.
-        seed, epoch: augmentation of row ``rank`` drawn from ``default_rng([seed, epoch, rank])``.
+        seed, epoch, draw: augmentation of row ``rank`` drawn from ``default_rng([seed, epoch, rank])``,
+            or ``default_rng([seed, epoch, rank, draw])`` for pass ``draw`` of a stream cycled within an
+            epoch (:func:`pose.data.topdown.augmentation_rng`).
         split: keep rows of this split only (shard directories of other splits are not read).
         budget, budget_mode, budget_seed: label budget (0: all), as ``data.num_labeled`` /
             ``data.budget_mode`` / ``data.budget_seed`` (:func:`pose.data.shards.budget_ranks`); needs a
@@ -213,7 +216,7 @@ def build_topdown_dataset(
         selected = budget or sum(s.num_rows for s in sets)
     decoder = TopDownShardDecoder(meta, codec, augment, seed=seed, epoch=epoch, keys=keys, on_bad_row=on_bad_row,
                                   cv2_threads=1, reduced_decode=reduced_decode, retain_memory=True,
-                                  separable_heatmaps=True)
+                                  separable_heatmaps=True, draw=draw)
     return _pipeline(_paths(sets, rank_range), _DECODE_COLUMNS + ["split"], predicate, decoder,
                      rows=selected, row_bytes=sample_bytes(meta, codec), seed=seed, epoch=epoch,
                      batch_size=batch_size, num_blocks=num_blocks, num_cpus=num_cpus, concurrency=concurrency,
@@ -329,28 +332,29 @@ def build_val_dataset_for_worker(shards: str | Path | ShardSet, worker_rank: int
 def build_semi_datasets(labeled: ShardsArg, unlabeled: ShardsArg, meta: DatasetMeta, codec: HeatmapCodec,
                         augment: TopDownAugment | None, *, seed: int = 0, epoch: int = 0, budget: int = 0,
                         budget_mode: str = "first", budget_seed: int = 0, num_unlabeled: int = 0,
-                        materialize_labeled: bool | None = None, materialize_limit: int = 1 << 30,
-                        **kwargs: Any) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+                        **kwargs: Any) -> tuple[Callable[[int], ray.data.Dataset], ray.data.Dataset]:
     """The labeled stream (label budget applied) and the unlabeled stream (``image`` and ``index`` only,
     augmentation seeded with ``seed + UNLABELED_SEED_OFFSET`` as in the plain-PyTorch trainer;
     ``num_unlabeled`` > 0 keeps the first N) of one epoch. Iterate them with :func:`iter_semi_batches`.
 
-    The labeled stream is cycled several times per epoch (one epoch = one unlabeled pass); its crops
-    are the same in every cycle of an epoch (``rng([seed, epoch, rank])``), so it is decoded once and
-    materialized in the object store when ``materialize_labeled`` is True, or (None) when it takes at
-    most ``materialize_limit`` bytes; otherwise every cycle re-executes the pipeline.
+    The labeled stream is cycled several times per epoch (one epoch = one unlabeled pass), so it is
+    returned as a function of the pass: pass ``n`` is augmented with ``draw=n``
+    (``rng([seed, epoch, rank, n])``), every pass afresh, as :class:`~pose.data.semi.MixedDataset`
+    augments every draw of a labeled instance afresh.
     """
-    lab = build_topdown_dataset(labeled, meta, codec, augment, seed=seed, epoch=epoch, budget=budget,
-                                budget_mode=budget_mode, budget_seed=budget_seed, **kwargs)
+    def build(draw: int) -> ray.data.Dataset:
+        return build_topdown_dataset(labeled, meta, codec, augment, seed=seed, epoch=epoch, budget=budget,
+                                     budget_mode=budget_mode, budget_seed=budget_seed, draw=draw, **kwargs)
+
+    first = build(0)  # validated here, on the driver
+
+    def labeled_pass(draw: int) -> ray.data.Dataset:
+        return first if draw == 0 else build(draw)
+
     unl = build_topdown_dataset(unlabeled, meta, codec, augment, seed=seed + UNLABELED_SEED_OFFSET, epoch=epoch,
                                 keys=UNLABELED_KEYS, rank_range=(0, num_unlabeled) if num_unlabeled else None,
                                 **kwargs)
-    if materialize_labeled is None:
-        rows = budget or sum(s.num_rows for s in _as_sets(labeled))
-        materialize_labeled = rows * sample_bytes(meta, codec) <= materialize_limit
-    if materialize_labeled:
-        lab = lab.materialize()
-    return lab, unl
+    return labeled_pass, unl
 
 
 # ---------------------------------------------------------------------------------------------- bottom-up
@@ -596,29 +600,45 @@ def _iter_batches(shard: Any, batch_size: int, *, drop_last: bool = False, prefe
         report.log()
 
 
-def iter_semi_batches(labeled: Any, unlabeled: Any, batch_size: int, *, report: SkipReport | None = None,
-                      **kwargs: Any) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+def iter_semi_batches(labeled: Any | Callable[[int], Any], unlabeled: Any, batch_size: int, *,
+                      report: SkipReport | None = None, drop_last: bool = False,
+                      local_shuffle_seed: int | None = None, **kwargs: Any
+                      ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
     """One epoch of (labeled batch, unlabeled batch) pairs, as :class:`~pose.data.semi.MixedDataset`'s
     collated items: the unlabeled stream drives the epoch (one pass); the labeled stream is cycled
     (restarted when exhausted) and cut to the unlabeled batch's size. Unlabeled batches hold
-    ``image`` and ``index`` only. ``kwargs`` go to :func:`iter_topdown_batches`.
+    ``image`` and ``index`` only.
+
+    ``labeled``: a function of the pass number (0, 1, ...) giving that pass's dataset, so every pass
+    over the small labeled set is augmented afresh (``build_topdown_dataset(..., draw=pass)``) and
+    shuffled with its own seed; or one dataset, read again on every pass (the same crops each time).
+    ``drop_last`` drops the unlabeled stream's partial last batch (:mod:`pose.data.batching`).
+    ``kwargs`` go to :func:`iter_topdown_batches`.
     """
     lab_report = SkipReport(stream="labeled", epoch=None if report is None else report.epoch)
     unl_report = report if report is not None else SkipReport(stream="unlabeled")
+    labeled_pass = labeled if callable(labeled) else (lambda _: labeled)
+
+    def pass_seed(n: int) -> int | None:
+        return None if local_shuffle_seed is None else (local_shuffle_seed + 7_919 * n) % 2**31
 
     def labeled_cycle() -> Iterator[dict[str, torch.Tensor]]:
+        n = 0
         while True:
             seen = 0
-            for b in iter_topdown_batches(labeled, batch_size, report=lab_report, log_skips=False, **kwargs):
+            for b in iter_topdown_batches(labeled_pass(n), batch_size, report=lab_report, log_skips=False,
+                                          local_shuffle_seed=pass_seed(n), **kwargs):
                 seen += _size(b)
                 yield b
             if seen == 0:
                 raise ValueError("the labeled stream has no rows")
+            n += 1
 
     cycle = labeled_cycle()
     pending: list[dict[str, torch.Tensor]] = []
     have = 0
-    for unl in iter_topdown_batches(unlabeled, batch_size, report=unl_report, **kwargs):
+    for unl in iter_topdown_batches(unlabeled, batch_size, report=unl_report, drop_last=drop_last,
+                                    local_shuffle_seed=local_shuffle_seed, **kwargs):
         n = _size(unl)
         while have < n:
             b = next(cycle)

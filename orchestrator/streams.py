@@ -7,21 +7,22 @@ worker builds its epoch's lazy Ray datasets (:mod:`orchestrator.data`) and itera
 * training rows are split into contiguous rank ranges, one per worker (the label budget is applied
   inside each range); the unlabeled stream of semi-supervised methods likewise, while every worker
   cycles the whole (small) labeled set, shuffled by its own seed;
-* every worker yields exactly ``ceil(rows / (workers x batch))`` batches per epoch, cycling its part
-  when it is shorter (DDP needs equal step counts; ``DistributedSampler`` pads the same way);
+* every worker yields exactly ``floor(floor(rows / workers) / batch)`` full batches per epoch (DDP needs
+  equal step counts; partial last batches are dropped, :mod:`pose.data.batching`; a share smaller than
+  one batch is one short batch), cycling its part if it runs short; every pass over the cycled labeled
+  set is augmented afresh;
 * validation rows are split into rank ranges that cover each row exactly once.
 
 Bottom-up experiments (``task: bottomup``; ``train/`` and ``val/`` written with ``poselab shards
 --mode bottomup``) get :class:`BottomUpShardStreams` from the same constructor: the training images
 (those with an annotation, as the file loader keeps) are split into contiguous index ranges, every
-worker yields exactly ``ceil(images / (workers x batch))`` :class:`~pose.bottomup.data.BottomUpDataset`
-batches, and validation yields :class:`~pose.bottomup.data.ValImageDataset` items, one image per step,
+worker yields exactly ``floor(floor(images / workers) / batch)`` full
+:class:`~pose.bottomup.data.BottomUpDataset` batches, and validation yields :class:`~pose.bottomup.data.ValImageDataset` items, one image per step,
 each image (the first ``data.max_val_images`` when set) on exactly one worker.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -39,6 +40,7 @@ from orchestrator.data import (
 )
 from pose.bottomup.config import BottomUpExperimentConfig
 from pose.bottomup.shards import training_ranks
+from pose.data.batching import drops_partial_batch, train_steps_per_epoch
 from pose.data.semi import UNLABELED_KEYS
 from pose.data.shards import open_shards, split_range
 from pose.engine.components import UNLABELED_SEED_OFFSET
@@ -107,9 +109,17 @@ class ShardStreams:
         self.val_rows = open_shards(self.dirs["val"]).num_rows
 
     # ------------------------------------------------------------------ training
-    def steps_per_epoch(self) -> int:
+    def _share(self) -> int:
+        """Training rows of the smallest worker share (the unlabeled ones for semi-supervised methods)."""
         rows = self.unlabeled_rows if self.cfg.method.semi_supervised else self.labeled_rows
-        return max(1, math.ceil(rows / (self.world * self.cfg.train.batch_size)))
+        return rows // self.world
+
+    def steps_per_epoch(self) -> int:
+        """Full batches of the smallest share (:mod:`pose.data.batching`): every worker has them."""
+        return train_steps_per_epoch(self._share(), self.cfg.train.batch_size)
+
+    def _drop_last(self) -> bool:
+        return drops_partial_batch(self._share(), self.cfg.train.batch_size)
 
     def _common(self, epoch: int) -> dict:
         return dict(seed=self.cfg.train.seed, epoch=epoch, shuffle_files=True)
@@ -131,18 +141,20 @@ class ShardStreams:
             ds = build_topdown_dataset(self.dirs["train"], self.meta, cfg.codec, cfg.augment, budget=d.num_labeled,
                                        budget_mode=d.budget_mode, budget_seed=d.budget_seed, rank_range=span,
                                        reduced_decode=d.shards_reduced_decode, **self._common(epoch))
-            return exactly(self.steps_per_epoch(),
-                           lambda: iter_topdown_batches(ds, b, report=report, **self._iter_kwargs(epoch)))
-        labeled = build_topdown_dataset(self.dirs["train"], self.meta, cfg.codec, cfg.augment, budget=d.num_labeled,
-                                        budget_mode=d.budget_mode, budget_seed=d.budget_seed,
-                                        reduced_decode=d.shards_reduced_decode, **self._common(epoch))
+            return exactly(self.steps_per_epoch(), lambda: iter_topdown_batches(
+                ds, b, report=report, drop_last=self._drop_last(), **self._iter_kwargs(epoch)))
+
+        def labeled(draw: int) -> Any:  # pass `draw` over the (cycled) labeled set, augmented afresh
+            return build_topdown_dataset(self.dirs["train"], self.meta, cfg.codec, cfg.augment, budget=d.num_labeled,
+                                         budget_mode=d.budget_mode, budget_seed=d.budget_seed,
+                                         reduced_decode=d.shards_reduced_decode, draw=draw, **self._common(epoch))
         span = split_range(self.unlabeled_rows, self.world, self.rank)
         unlabeled = build_topdown_dataset(self.dirs.get("unlabeled", self.dirs["train"]), self.meta, cfg.codec,
                                           cfg.augment, keys=UNLABELED_KEYS, rank_range=span,
                                           seed=cfg.train.seed + UNLABELED_SEED_OFFSET, epoch=epoch, shuffle_files=True,
                                           reduced_decode=d.shards_reduced_decode)
-        return exactly(self.steps_per_epoch(),
-                       lambda: iter_semi_batches(labeled, unlabeled, b, report=report, **self._iter_kwargs(epoch)))
+        return exactly(self.steps_per_epoch(), lambda: iter_semi_batches(
+            labeled, unlabeled, b, report=report, drop_last=self._drop_last(), **self._iter_kwargs(epoch)))
 
     # ------------------------------------------------------------------ validation
     def val_batches(self) -> Iterator:
@@ -166,9 +178,8 @@ class BottomUpShardStreams(ShardStreams):
         val = open_shards(self.dirs["val"]).num_rows
         self.val_rows = min(cfg.data.max_val_images, val) if cfg.data.max_val_images else val
 
-    def steps_per_epoch(self) -> int:
-        """As the file loader's ``DistributedSampler`` + ``DataLoader`` (``ceil(ceil(n / world) / b)``)."""
-        return max(1, math.ceil(len(self.train_ranks) / (self.world * self.cfg.train.batch_size)))
+    def _share(self) -> int:
+        return len(self.train_ranks) // self.world
 
     def train_batches(self, epoch: int) -> Iterator:
         cfg = self.cfg
@@ -177,7 +188,7 @@ class BottomUpShardStreams(ShardStreams):
                                     train_ranks=self.train_ranks, **self._common(epoch))
         report = SkipReport(stream="train", epoch=epoch)
         return exactly(self.steps_per_epoch(), lambda: iter_bottomup_batches(
-            ds, cfg.train.batch_size, report=report, **self._iter_kwargs(epoch)))
+            ds, cfg.train.batch_size, report=report, drop_last=self._drop_last(), **self._iter_kwargs(epoch)))
 
     def val_batches(self) -> Iterator:
         """This worker's validation images, one un-collated item each (all workers: every image once)."""

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from orchestrator.table import TAG_COLLAPSED
 from orchestrator.tracking import RunLogger
 from pose.config import to_dict
+from pose.data.batching import drops_partial_batch, train_steps_per_epoch
 from pose.data.shards import split_range
 from pose.engine.components import rng_state, seed_everything, set_rng_state, training_state
 from pose.engine.loop import train_epoch
@@ -263,15 +264,18 @@ class WorkerRun:
         sampler = DistributedSampler(self.train_stream, num_replicas=self.world, rank=self.rank, shuffle=True,
                                      seed=self.cfg.train.seed, drop_last=False)  # pads: equal steps per rank
         sampler.set_epoch(self.epoch)
-        return DataLoader(self.train_stream, batch_size=self.cfg.train.batch_size, sampler=sampler,
-                          num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+        b = self.cfg.train.batch_size  # full batches only (pose.data.batching)
+        return DataLoader(self.train_stream, batch_size=b, sampler=sampler,
+                          drop_last=drops_partial_batch(len(sampler), b), num_workers=self.cfg.data.num_workers,
+                          pin_memory=self.device.type == "cuda")
 
     def steps_per_epoch(self) -> int:
-        """Optimiser steps per epoch on every rank (the DistributedSampler pads to equal shares)."""
+        """Optimiser steps per epoch on every rank (the DistributedSampler pads to equal shares; full
+        batches only, :mod:`pose.data.batching`)."""
         if self.shards is not None:
             return self.shards.steps_per_epoch()
         share = math.ceil(len(self.train_stream) / self.world)
-        return max(1, math.ceil(share / self.cfg.train.batch_size))
+        return train_steps_per_epoch(share, self.cfg.train.batch_size)
 
     def val_loader(self) -> DataLoader:
         start, stop = split_range(len(self.val_set), self.world, self.rank)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 
@@ -62,7 +61,3 @@ def build_scheduler(cfg: BottomUpExperimentConfig, optimizer: torch.optim.Optimi
     return warmup_multistep(optimizer, tc.warmup_iters, tc.warmup_ratio,
                             [e * steps_per_epoch for e in tc.lr_steps], tc.lr_factor)
 
-
-def steps_per_epoch(num_images: int, batch_size: int, world_size: int = 1) -> int:
-    """Optimiser steps per epoch with drop_last=False (the last partial batch is kept: nothing lost)."""
-    return max(1, math.ceil(math.ceil(num_images / world_size) / batch_size))

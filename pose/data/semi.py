@@ -4,8 +4,10 @@
   subset that is nested across budgets (N1 within N2 within N3 for one seed).
 * :class:`MixedDataset`: item i = (a labeled sample, unlabeled crop i). Its length is the unlabeled
   set's, so one epoch is one pass over the unlabeled set; the labeled index of every item is redrawn
-  uniformly *with replacement* each epoch. A shuffled DataLoader over it yields B labeled + B
-  unlabeled crops per step. Unlabeled items carry the image (and its index) only, so their labels
+  uniformly *with replacement* each epoch, and every draw is augmented afresh (item i's labeled crop
+  is augmented as draw i: a labeled instance drawn 30 times in an epoch is 30 different crops, as in
+  the original, not one crop repeated). A shuffled DataLoader over it yields B labeled + B unlabeled
+  crops per step. Unlabeled items carry the image (and its index) only, so their labels
   cannot reach a loss.
 """
 
@@ -54,7 +56,8 @@ class MixedDataset(Dataset):
     Args:
         labeled: the labeled top-down dataset.
         unlabeled: the unlabeled top-down dataset (its labels, if any, are dropped).
-        seed: seeds the pairing: ``default_rng([seed, epoch])``.
+        seed: seeds the pairing: ``default_rng([seed, epoch])``; the labeled crop of item ``i`` is
+            augmented as draw ``i`` (:meth:`TopDownDataset.draw`).
 
     ``__getitem__(i)`` returns ``(labeled_item, {"image", "index"})``; the default collate turns a
     list of them into ``(labeled_batch, unlabeled_batch)``.
@@ -84,6 +87,6 @@ class MixedDataset(Dataset):
         return len(self.unlabeled)
 
     def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        lab = self.labeled[int(self.pairing[index])]
+        lab = self.labeled.draw(int(self.pairing[index]), draw=index)
         unl = self.unlabeled[index]
         return lab, {k: unl[k] for k in UNLABELED_KEYS}

@@ -54,7 +54,7 @@ from pose.data.coco import (
 from pose.data.heap import retain_freed_memory
 from pose.data.jpeg_header import JpegHeader, align_to_blocks, read_jpeg_header
 from pose.data.semi import select_budget
-from pose.data.topdown import TopDownSampler
+from pose.data.topdown import TopDownSampler, augmentation_rng
 from pose.data.transforms import AugmentParams, TopDownAugment, compose_affine, warp_crop
 from pose.metainfo import DatasetMeta, get_metainfo
 
@@ -845,9 +845,10 @@ def check_on_bad_row(on_bad_row: str) -> None:
 class TopDownShardDecoder:
     """Batch of top-down shard rows -> the arrays of a collated :class:`TopDownDataset` batch.
 
-    Each row's augmentation is drawn from ``default_rng([seed, epoch, rank])`` (``rank`` is the row
-    id; it equals the :class:`TopDownDataset` index for a whole split or a "first" budget, so the
-    crops are the file loader's). The geometry and targets come from
+    Each row's augmentation is drawn from :func:`~pose.data.topdown.augmentation_rng` ``(seed, epoch,
+    rank[, draw])`` (``rank`` is the row id; it equals the :class:`TopDownDataset` index for a whole
+    split or a "first" budget, so the crops are the file loader's; ``draw`` numbers the passes of a
+    labeled stream cycled within an epoch, so each pass is augmented afresh). The geometry and targets come from
     :meth:`TopDownSampler.geometry` and the codec; the crop is :func:`~pose.data.transforms.warp_crop`
     of the standard image->crop matrix:
 
@@ -878,12 +879,13 @@ class TopDownShardDecoder:
             pixel, and warp from there. Several times faster on regions much larger than the crop; the
             crop is then a resampling of the file loader's, no longer equal to it within JPEG error
             (docs/data.md measures the difference). Off by default.
+        draw: the pass of a cycled stream (None: a stream read once per epoch); see above.
     """
 
     def __init__(self, meta: DatasetMeta, codec: HeatmapCodec, augment: TopDownAugment | None = None,
                  seed: int = 0, epoch: int = 0, keys: Sequence[str] = TOPDOWN_KEYS, on_bad_row: OnBadRow = "error",
                  cv2_threads: int | None = None, reduced_decode: bool = False, retain_memory: bool = False,
-                 separable_heatmaps: bool = False) -> None:
+                 separable_heatmaps: bool = False, draw: int | None = None) -> None:
         check_on_bad_row(on_bad_row)
         unknown = set(keys) - set(TOPDOWN_KEYS)
         if unknown:
@@ -892,6 +894,7 @@ class TopDownShardDecoder:
         self.augment = augment
         self.seed = seed
         self.epoch = epoch
+        self.draw = draw
         self.keys = tuple(keys)
         self.on_bad_row = on_bad_row
         self.cv2_threads = cv2_threads
@@ -908,7 +911,7 @@ class TopDownShardDecoder:
     def params_for(self, rank: int) -> AugmentParams:
         if self.augment is None:
             return AugmentParams()
-        return self.augment.sample(np.random.default_rng([self.seed, self.epoch, int(rank)]))
+        return self.augment.sample(augmentation_rng(self.seed, self.epoch, int(rank), self.draw))
 
     def _canvas_view(self, x0: int, y0: int, rw: int, rh: int, width: int, height: int
                      ) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def augmentation_rng(seed: int, epoch: int, index: int, draw: int | None = None) -> np.random.Generator:
+    """The generator of one sample's augmentation: ``default_rng([seed, epoch, index])``, or with
+    ``draw`` (a labeled instance drawn more than once per epoch: the mixed item, or the pass of a cycled
+    stream) ``default_rng([seed, epoch, index, draw])``, so every draw of an instance gets its own
+    augmentation, as the original's ``__getitem__`` does."""
+    key = [int(seed), int(epoch), int(index)] if draw is None else [int(seed), int(epoch), int(index), int(draw)]
+    return np.random.default_rng(key)
+
+
 @dataclass(frozen=True)
 class TopDownSampler:
     """Crop + augment + encode for one instance (the per-sample work shared by every loader)."""
@@ -95,8 +104,10 @@ class TopDownDataset(Dataset):
     ``weights`` (K,), ``keypoints`` (K, 2), ``visible`` (K,), ``matrix`` (2, 3) image->crop,
     and the instance's ``image_id``, ``score``, ``area``, ``center``, ``scale``, ``index``.
 
-    Augmentation is drawn from ``np.random.default_rng([seed, epoch, index])``: reproducible, and
-    independent of the number of loader workers. Call :meth:`set_epoch` each epoch.
+    Augmentation is drawn from :func:`augmentation_rng` ``(seed, epoch, index)``: reproducible, and
+    independent of the number of loader workers. Call :meth:`set_epoch` each epoch. :meth:`draw` gives
+    instance ``index`` with the augmentation of draw ``draw`` (the mixed semi-supervised stream draws a
+    labeled instance many times per epoch, each time afresh).
     """
 
     def __init__(
@@ -119,15 +130,19 @@ class TopDownDataset(Dataset):
     def __len__(self) -> int:
         return len(self.instances)
 
-    def params_for(self, index: int) -> AugmentParams:
+    def params_for(self, index: int, draw: int | None = None) -> AugmentParams:
         if self.augment is None:
             return AugmentParams()
-        return self.augment.sample(np.random.default_rng([self.seed, self.epoch, index]))
+        return self.augment.sample(augmentation_rng(self.seed, self.epoch, index, draw))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.draw(index)
+
+    def draw(self, index: int, draw: int | None = None) -> dict[str, torch.Tensor]:
+        """Item ``index`` (see the class docstring), augmented with the parameters of draw ``draw``."""
         inst = self.instances[index]
         image = read_rgb(inst.image_path, inst.image_id)
-        out = self.sampler.sample(image, inst, self.params_for(index))
+        out = self.sampler.sample(image, inst, self.params_for(index, draw))
         item = {k: torch.from_numpy(v) for k, v in out.items()}
         item["image_id"] = torch.tensor(inst.image_id, dtype=torch.int64)
         item["score"] = torch.tensor(inst.score, dtype=torch.float32)

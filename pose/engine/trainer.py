@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pose.config import to_dict
+from pose.data.batching import drops_partial_batch, train_steps_per_epoch
 from pose.engine.components import resolve_device, rng_state, seed_everything, set_rng_state, training_state
 from pose.engine.loop import train_epoch
 from pose.engine.parts import build_parts
@@ -61,7 +62,7 @@ class Trainer:
         if cfg.train.channels_last:
             self.method.to(memory_format=torch.channels_last)
         self.optimizer = self.parts.build_optimizer()
-        steps = max(1, math.ceil(len(self.train_stream) / cfg.train.batch_size))
+        steps = train_steps_per_epoch(len(self.train_stream), cfg.train.batch_size)
         self.scheduler = self.parts.build_scheduler(self.optimizer, steps)
         self.epoch = 0
         self.step = 0
@@ -105,8 +106,10 @@ class Trainer:
     def train_loader(self) -> DataLoader:
         """This epoch's training loader (labeled batches, or (labeled, unlabeled) pairs)."""
         self.train_stream.set_epoch(self.epoch)
-        # Keep the last, partial batch: with a 1K label budget a dropped tail is lost data.
-        return self._loader(self.train_stream, shuffle=True, batch_size=self.cfg.train.batch_size, drop_last=False)
+        # Full batches only (pose.data.batching): the stream is reshuffled every epoch.
+        b = self.cfg.train.batch_size
+        return self._loader(self.train_stream, shuffle=True, batch_size=b,
+                            drop_last=drops_partial_batch(len(self.train_stream), b))
 
     def evaluate(self, write_results: bool = True) -> dict[str, dict[str, float]]:
         loader = self._loader(self.val_set, shuffle=False, batch_size=self.parts.val_batch_size, drop_last=False)

@@ -28,8 +28,12 @@ class FakeSet(torch.utils.data.Dataset):
         return self.n
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.draw(i)
+
+    def draw(self, i: int, draw: int | None = None) -> dict[str, torch.Tensor]:
         return {"image": torch.full((3, 4, 4), i, dtype=torch.uint8), "heatmaps": torch.zeros(2, 2, 2),
-                "weights": torch.ones(2), "index": torch.tensor(i), "epoch": torch.tensor(self.epoch)}
+                "weights": torch.ones(2), "index": torch.tensor(i), "epoch": torch.tensor(self.epoch),
+                "draw": torch.tensor(-1 if draw is None else draw)}
 
 
 def _epoch(mixed: MixedDataset, epoch: int, batch: int):
@@ -51,6 +55,27 @@ def test_every_step_sees_b_labeled_and_b_unlabeled_and_an_epoch_is_one_unlabeled
     assert seen.tolist() == list(range(23))  # each unlabeled crop exactly once
     labeled = torch.cat([lab["index"] for lab, _ in batches])
     assert labeled.min() >= 0 and labeled.max() < 5
+
+
+def test_labeled_crops_are_drawn_as_their_mixed_item():
+    mixed = MixedDataset(FakeSet(3), FakeSet(10), seed=0)
+    assert [int(mixed[i][0]["draw"]) for i in range(10)] == list(range(10))
+
+
+def test_every_draw_of_a_labeled_instance_is_augmented_afresh(coco_mini):
+    from pose.engine.components import build_datasets
+
+    cfg = _mini_config(coco_mini, "data.num_labeled=1", "method.kind=posecons")
+    train, _ = build_datasets(cfg, COCO)
+    stream = build_train_stream(cfg, COCO, train)
+    stream.set_epoch(2)
+    draws = [stream[i][0] for i in range(4)]  # one labeled instance: every item draws it
+    assert all(int(d["index"]) == 0 for d in draws)
+    matrices = [d["matrix"] for d in draws]
+    assert all(not torch.equal(a, b) for i, a in enumerate(matrices) for b in matrices[i + 1:])
+    again = stream[3][0]  # reproducible: the same item is the same crop
+    assert torch.equal(again["image"], draws[3]["image"]) and torch.equal(again["matrix"], matrices[3])
+    assert torch.equal(train[0]["matrix"], train[0]["matrix"])  # the labeled set alone keeps its own draw
 
 
 def test_labeled_indices_are_resampled_with_replacement_every_epoch():

@@ -190,6 +190,14 @@ def test_semi_supervised_streams(ray_session, shard_dirs):
                                    budget=3, preserve_order=True)
     n_unl = open_shards(shard_dirs["unlabeled"]).num_rows
     pairs = list(iter_semi_batches(lab, unl, 4))
+    # every pass over the cycled labeled set is augmented afresh: an instance is a new crop each time
+    matrices: dict[int, list[torch.Tensor]] = {}
+    for lb, _ in pairs:
+        for i, m in zip(lb["index"].tolist(), lb["matrix"]):
+            matrices.setdefault(i, []).append(m)
+    repeated = [ms for ms in matrices.values() if len(ms) > 1]
+    assert repeated and all(not torch.equal(a, b) for ms in repeated for j, a in enumerate(ms) for b in ms[j + 1:])
+    assert np.array_equal(lab(1).take_batch(3)["image"], lab(1).take_batch(3)["image"])  # a pass is reproducible
     unl_idx = [int(i) for _, u in pairs for i in u["index"]]
     assert unl_idx == list(range(n_unl))  # one pass over the unlabeled set drives the epoch
     for lb, ub in pairs:

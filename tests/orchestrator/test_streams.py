@@ -32,9 +32,11 @@ def test_two_workers_get_equal_step_counts_and_split_validation_exactly(ray_sess
     cfg = _config(synth_data, shard_dirs, tmp_path, kind, "semi.unlabeled=detections")
     meta = cfg.data.metainfo()
     streams = [ShardStreams(cfg, meta, rank, 2) for rank in (0, 1)]
-    counts = [sum(1 for _ in s.train_batches(epoch=0)) for s in streams]
-    assert counts[0] == counts[1] == streams[0].steps_per_epoch()
-    first = next(iter(streams[0].train_batches(epoch=0)))
+    batches = [list(s.train_batches(epoch=0)) for s in streams]
+    assert len(batches[0]) == len(batches[1]) == streams[0].steps_per_epoch()
+    sizes = [len((b[1] if kind == "posedual" else b)["index"]) for part in batches for b in part]
+    assert sizes == [4] * len(sizes)  # full batches only: the partial last batch is dropped
+    first = batches[0][0]
     if kind == "posedual":
         labeled, unlabeled = first
         assert set(unlabeled) == {"image", "index"} and labeled["image"].shape[0] == unlabeled["image"].shape[0]

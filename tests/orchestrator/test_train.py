@@ -102,6 +102,16 @@ def test_a_killed_worker_is_replaced_and_posedual_resumes_under_the_same_mlflow_
     assert state["epoch"] == 3 and state["step"] == 6 and len(state["rng"]) == 2
 
 
+def test_the_ddp_file_loader_drops_the_partial_last_batch(coco_mini, tmp_path, monkeypatch):
+    import ray.train
+
+    cfg = absolute_paths(_config(coco_mini, tmp_path / "runs", "supervised", "tail", "train.batch_size=2"))
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
+    run = WorkerRun(cfg, WorkerSettings(resume=False, images_to_draw=0), rank=0, world=1)
+    sizes = [int(b["image"].shape[0]) for b in run.train_loader()]
+    assert sizes == [2, 2] and run.steps_per_epoch() == 2  # 5 labeled crops: the 1-crop tail is dropped
+
+
 def test_checkpoint_round_trip_restores_every_state(coco_mini, tmp_path, monkeypatch):
     import ray.train
 

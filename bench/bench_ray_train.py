@@ -49,7 +49,7 @@ takes a core (the threads wait for each other at every parallel region), so comp
 least affected by interference that comes and goes.
 
     python bench/bench_ray_train.py                                   # data/synthpose, 60 steps
-    python bench/bench_ray_train.py --data ../shared/data/coco-mini --steps 6 --warmup 2 --batch-size 4
+    python bench/bench_ray_train.py --data tests/fixtures/coco-mini --steps 6 --warmup 2 --batch-size 4
 
 The last line printed is a JSON object: ``plain_ms_per_step``, ``ray_ms_per_step`` and ``ratio`` first.
 """
@@ -84,8 +84,7 @@ from pose.experiment import ExperimentConfig  # noqa: E402
 from pose.presets import get_preset  # noqa: E402
 
 TARGET_MAX_RATIO = 1.10
-SHARED = Path(os.environ.get("POSELAB_SHARED", REPO.parent / "shared"))
-COCO_MINI = SHARED / "data" / "coco-mini"
+COCO_MINI = REPO / "tests" / "fixtures" / "coco-mini"  # the test suite's four COCO val2017 images
 COCO_MINI_LAYOUT = [  # the orchestrator tests' overrides: val2017 for training and validation
     "data.train_ann=annotations/person_keypoints_val2017.json", "data.train_images=images/val2017",
     "data.val_ann=annotations/person_keypoints_val2017.json", "data.val_images=images/val2017",

@@ -44,9 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pose.config import ConfigError, from_dict, to_dict
+from pose.config import KEYS_HINT, ConfigError, dict_paths, from_dict, to_dict, unknown_key_message
 from pose.tasks import AnyExperimentConfig, config_from_dict, load_experiment_file
 from pose.methods.hard_view import HardViewConfig
+from pose.names import closest, closest_keys, did_you_mean, suggest, with_suggestion
 from pose.synth.config import SynthConfig, profile_config
 
 SPEC_KEYS = ("name", "preset", "config", "overrides", "axes", "metric", "scheduler", "stop_collapsed", "when",
@@ -134,7 +135,7 @@ def set_fields(cfg: AnyExperimentConfig, items: Sequence[tuple[str, Any]]) -> An
         node: Any = data
         for i, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
-                raise UnknownFieldError(f"unknown config key: {'.'.join(parts[: i + 1])}")
+                raise UnknownFieldError(unknown_key_message(key, dict_paths(data)))
             if i == len(parts) - 1:
                 node[part] = value
             else:
@@ -142,16 +143,27 @@ def set_fields(cfg: AnyExperimentConfig, items: Sequence[tuple[str, Any]]) -> An
     return from_dict(type(cfg), data)
 
 
+def unknown_axis_message(axis: str, base: AnyExperimentConfig) -> str:
+    """``unknown axis 'x': not a named axis (...) nor a <config> field; did you mean: ...?``, naming the
+    closest named axes (:data:`AXIS_FIELDS`, augmentation, embedding), then config keys of ``base``."""
+    named = [*AXIS_FIELDS, AUGMENTATION_AXIS, EMBEDDING_AXIS]
+    found = [*closest(axis, named), *closest_keys(axis, dict_paths(to_dict(base)))]
+    return (f"unknown axis '{axis}': not a named axis ({', '.join(named)}) nor a {type(base).__name__} "
+            f"field; {did_you_mean(found, hint=KEYS_HINT)}")
+
+
 def _axis_items(axis: str, value: Any) -> list[tuple[str, Any]]:
     """The (dotted field, value) pairs one axis value sets."""
     if axis == AUGMENTATION_AXIS:
         if not isinstance(value, str) or value not in AUGMENTATIONS:
-            raise ConfigError(f"unknown augmentation {value!r} (choose from {', '.join(AUGMENTATIONS)})")
+            raise ConfigError(with_suggestion(f"unknown augmentation {value!r} (choose from "
+                                              f"{', '.join(AUGMENTATIONS)})", str(value), AUGMENTATIONS))
         bundle = AUGMENTATIONS[value]
         return [(f"method.hard.{f}", getattr(bundle, f)) for f in AUGMENTATION_FIELDS]
     if axis == EMBEDDING_AXIS:
         if not isinstance(value, str) or value not in EMBEDDINGS:
-            raise ConfigError(f"unknown embedding {value!r} (choose from {', '.join(EMBEDDINGS)})")
+            raise ConfigError(with_suggestion(
+                f"unknown embedding {value!r} (choose from {', '.join(EMBEDDINGS)})", str(value), EMBEDDINGS))
         return list(EMBEDDINGS[value].items())
     return [(AXIS_FIELDS.get(axis, axis), value)]
 
@@ -248,7 +260,8 @@ class AblationSpec:
             raise fail(f"an ablation spec is a mapping, got {type(data).__name__}")
         unknown = [str(k) for k in data if k not in SPEC_KEYS]
         if unknown:
-            raise fail(f"unknown key(s) {', '.join(unknown)} (valid keys: {', '.join(SPEC_KEYS)})")
+            raise fail(f"unknown key(s) {', '.join(unknown)}; "
+                       + suggest(unknown, SPEC_KEYS, hint=f"valid keys: {', '.join(SPEC_KEYS)}"))
         name = data.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise fail(f"'name' must be a non-empty string of letters, digits and ._+- (got {name!r})")
@@ -330,8 +343,9 @@ class AblationSpec:
         known = {f.name for f in dataclasses.fields(SynthConfig)}
         unknown = [str(k) for k in fields if k not in known]
         if unknown:
-            raise fail(f"synth: unknown key(s) {', '.join(unknown)} (profile or a SynthConfig field: "
-                       f"{', '.join(sorted(known))})")
+            raise fail(f"synth: unknown key(s) {', '.join(unknown)}; "
+                       + suggest(unknown, ["profile", *sorted(known)],
+                                 hint=f"profile or a SynthConfig field: {', '.join(sorted(known))}"))
         try:
             base = profile_config(profile, fields.pop("images", None), fields.pop("seed", 0),
                                   fields.pop("format", "coco"))
@@ -391,10 +405,8 @@ class AblationSpec:
             for value in values:
                 try:
                     set_fields(base, _axis_items(axis, value))
-                except UnknownFieldError as e:
-                    named = ", ".join([*AXIS_FIELDS, AUGMENTATION_AXIS, EMBEDDING_AXIS])
-                    raise fail(f"unknown axis '{axis}': not a named axis ({named}) nor a {type(base).__name__} "
-                               f"field ({e})") from None
+                except UnknownFieldError:
+                    raise fail(unknown_axis_message(axis, base)) from None
                 except ValueError as e:
                     raise fail(f"axis '{axis}' value {value!r}: {e}{_float_hint(value)}") from None
             out.append((axis, tuple(values)))

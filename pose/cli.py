@@ -51,7 +51,7 @@ def load_experiment(spec: str, overrides: list[str]) -> AnyExperimentConfig:
     elif Path(spec).suffix in (".json", ".yaml", ".yml"):
         cfg = load_experiment_file(spec)
     else:
-        get_preset(spec)  # raises: unknown preset, listing the available ones
+        get_preset(spec)  # raises: unknown preset, suggesting the closest names
         raise AssertionError("unreachable")
     return apply_overrides(cfg, overrides)
 

@@ -14,7 +14,12 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pose.names import suggest_keys, with_suggestion
+
 T = TypeVar("T")
+
+KEYS_HINT = "`poselab train CONFIG --print-config` prints every key"
+"""What unknown-key errors say when no valid key is close."""
 
 
 class ConfigError(ValueError):
@@ -25,7 +30,49 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _convert(value: Any, tp: Any, path: str) -> Any:
+def field_paths(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key of dataclass ``cls`` (sections and leaves; nested dataclasses, also optional
+    ones, are walked), each after ``prefix``."""
+    head = f"{prefix}." if prefix else ""
+    hints = _field_types(cls)
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        out.append(head + f.name)
+        tp = hints[f.name]
+        for inner in (tp, *typing.get_args(tp)):
+            if isinstance(inner, type) and dataclasses.is_dataclass(inner):
+                out += field_paths(inner, head + f.name)
+                break
+    return out
+
+
+def dict_paths(data: dict, prefix: str = "") -> list[str]:
+    """Every dotted key of a plain nested dict (sections and leaves), each after ``prefix``."""
+    out: list[str] = []
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.append(key)
+        if isinstance(v, dict):
+            out += dict_paths(v, key)
+    return out
+
+
+def unknown_key_message(key: str, paths: list[str], context: str = "") -> str:
+    """``unknown config key: <key's first unknown part>[ context]; did you mean: ...?`` for the dotted
+    ``key`` among the config's dotted ``paths`` (:func:`dict_paths`), else the same with :data:`KEYS_HINT`."""
+    known = set(paths)
+    parts = key.split(".")
+    prefixes = [".".join(parts[: i + 1]) for i in range(len(parts))]
+    bad = next((p for p in prefixes if p not in known), key)
+    where = f" {context}" if context else ""
+    return f"unknown config key: {bad}{where}; {suggest_keys(key, paths, hint=KEYS_HINT)}"
+
+
+def _convert(value: Any, tp: Any, path: str, root: tuple[type, str] | None = None) -> Any:
+    """``value`` checked and converted to type ``tp`` (``path``: its dotted key, for errors; ``root``:
+    the outermost config class and its prefix, whose keys unknown-key errors suggest from)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -38,20 +85,21 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _convert(value, arg, path)
+                return _convert(value, arg, path, root)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(f"{path}: {value!r} does not fit {tp}")
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{path}: {value!r} is not one of {list(args)}")
+            raise ConfigError(with_suggestion(f"{path}: {value!r} is not one of {list(args)}", str(value),
+                                              [str(a) for a in args]))
         return value
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
-        return from_dict(tp, value, _prefix=path)
+        return from_dict(tp, value, _prefix=path, _root=root)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
@@ -87,23 +135,25 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: dict, _prefix: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys raise :class:`ConfigError` naming them."""
+def from_dict(cls: type[T], data: dict, _prefix: str = "", _root: tuple[type, str] | None = None) -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys raise :class:`ConfigError` naming them and the
+    closest valid keys of the whole config (``_prefix``: the dotted key of a nested call; ``_root``:
+    the outermost class and its prefix)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{_prefix or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    root = (cls, _prefix) if _root is None else _root
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"{_prefix}." if _prefix else ""
-        raise ConfigError(
-            f"unknown config key(s): {', '.join(where + k for k in unknown)} "
-            f"(valid keys{' under ' + _prefix if _prefix else ''}: {', '.join(sorted(names))})"
-        )
+        keys = [where + str(k) for k in unknown]
+        raise ConfigError(f"unknown config key(s): {', '.join(keys)}; "
+                          f"{suggest_keys(keys, field_paths(*root), hint=KEYS_HINT)}")
     kwargs = {}
     for key, value in data.items():
         path = f"{_prefix}.{key}" if _prefix else key
-        kwargs[key] = _convert(value, hints[key], path)
+        kwargs[key] = _convert(value, hints[key], path, root)
     try:
         return cls(**kwargs)
     except TypeError as e:
@@ -159,7 +209,8 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
         node = data
         for i, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"unknown config key: {'.'.join(parts[: i + 1])} (in override '{item}')")
+                raise ConfigError(unknown_key_message(key.strip(), dict_paths(data),
+                                                      f"(in override '{item}')"))
             if i == len(parts) - 1:
                 node[part] = parse_value(text)
             else:

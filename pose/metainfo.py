@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pose.names import suggest, with_suggestion
+
 
 @dataclass(frozen=True)
 class DatasetMeta:
@@ -91,7 +93,8 @@ class DatasetMeta:
         allowed = {"name", "keypoint_names", "flip_pairs", "sigmas", "skeleton", "grouping_order", "upper_body_ids"}
         unknown = set(d) - allowed
         if unknown:
-            raise ValueError(f"unknown metainfo keys: {sorted(unknown)}")
+            raise ValueError(with_suggestion(f"unknown metainfo keys: {sorted(unknown)}", sorted(unknown),
+                                             allowed))
         missing = {"name", "keypoint_names", "flip_pairs", "sigmas"} - set(d)
         if missing:
             raise ValueError(f"metainfo is missing keys: {sorted(missing)}")
@@ -165,7 +168,8 @@ def get_metainfo(name_or_path: str | Path) -> DatasetMeta:
     path = Path(key)
     if path.suffix == ".json":
         return load_metainfo(path)
-    raise ValueError(f"unknown dataset '{key}': expected one of {sorted(BUILTIN)} or a metainfo .json file")
+    hint = f"expected one of {sorted(BUILTIN)} or a metainfo .json file"
+    raise ValueError(f"unknown dataset '{key}'; {suggest(key, BUILTIN, hint=hint)}")
 
 
 def load_metainfo(path: str | Path) -> DatasetMeta:

@@ -20,6 +20,10 @@ from pose.codecs.heatmap import HeatmapCodec
 from pose.experiment import DataConfig, ExperimentConfig, MethodConfig, SemiConfig, TestConfig, TrainConfig
 from pose.methods.hard_view import HardViewConfig
 from pose.models.config import ModelConfig
+from pose.names import suggest
+
+PRESETS_HINT = "`poselab presets` lists them all"
+"""What an unknown preset's error says when no preset name is close."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 
 
 def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name is a ``ValueError`` suggesting the closest ones."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset '{name}': available presets are {', '.join(sorted(PRESETS))}")
+        raise ValueError(f"unknown preset '{name}'; {suggest(name, PRESETS, hint=PRESETS_HINT)}")
     return PRESETS[name]

@@ -9,6 +9,7 @@ from typing import Any, Union
 from pose.bottomup.config import BottomUpExperimentConfig
 from pose.config import ConfigError, from_dict, read_config_data
 from pose.experiment import ExperimentConfig
+from pose.names import with_suggestion
 
 AnyExperimentConfig = Union[ExperimentConfig, BottomUpExperimentConfig]
 TASKS: dict[str, type] = {"topdown": ExperimentConfig, "bottomup": BottomUpExperimentConfig}
@@ -18,7 +19,8 @@ def config_class(data: dict[str, Any], source: str = "config") -> type:
     """The config dataclass named by ``data["task"]`` (top-down when absent)."""
     task = data.get("task", "topdown")
     if task not in TASKS:
-        raise ConfigError(f"{source}: task: {task!r} is not one of {list(TASKS)}")
+        raise ConfigError(with_suggestion(f"{source}: task: {task!r} is not one of {list(TASKS)}", str(task),
+                                          TASKS))
     return TASKS[task]
 
 

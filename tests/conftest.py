@@ -1,10 +1,10 @@
-"""Shared fixtures: the real coco-mini images and small SynthPose datasets."""
+"""Shared fixtures: the real coco-mini images (in the repository, ``tests/fixtures/coco-mini``) and small
+SynthPose datasets."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,15 +13,15 @@ import pytest
 from pose.synth.config import crowd_config
 from pose.synth.generate import generate_dataset
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("POSELAB_SHARED", REPO.parent / "shared"))
-COCO_MINI = SHARED / "data" / "coco-mini"
+COCO_MINI = Path(__file__).resolve().parent / "fixtures" / "coco-mini"
+"""Four COCO val2017 images with their annotations and detections, in the COCO layout (see its README)."""
 
 
 @pytest.fixture(scope="session")
 def coco_mini() -> Path:
-    if not COCO_MINI.exists():
-        pytest.fail(f"coco-mini not found at {COCO_MINI} (set POSELAB_SHARED to the shared/ folder)")
+    """Root of the in-repository coco-mini fixture."""
+    if not COCO_MINI.is_dir():
+        pytest.fail(f"coco-mini not found at {COCO_MINI} (it is part of the repository: restore tests/fixtures/)")
     return COCO_MINI
 
 

@@ -54,6 +54,19 @@ def test_train_rejects_unknown_keys_and_presets(capsys):
     assert "unknown preset 'no-such-preset'" in capsys.readouterr().err
 
 
+def test_unknown_names_are_one_line_with_the_closest_suggestions(capsys):
+    assert main(["train", "synth-r18-128x69"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("poselab train: error: unknown preset 'synth-r18-128x69'; "
+                          "did you mean: synth-r18-128x96, ")
+    assert err.count("\n") == 1 and len(err.split("did you mean: ")[1].split(", ")) <= 5
+    assert main(["train", "synth-r18-128x96", "train.ephocs=3", "--print-config"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        "poselab train: error: unknown config key: train.ephocs (in override 'train.ephocs=3'); "
+        "did you mean: train.epochs?\n")
+
+
 def test_train_print_config_applies_overrides(capsys):
     assert main(["train", "synth-r18-128x96", "train.epochs=3", "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["train"]["epochs"] == 3

@@ -39,6 +39,37 @@ def test_unknown_key_is_an_error_naming_it():
         apply_overrides(ExperimentConfig(), ["model.detph=18"])
 
 
+def _suggested(message: str) -> list[str]:
+    """The names after ``did you mean:`` in an error message."""
+    return message.split("did you mean: ")[1].rstrip("?").split(", ")
+
+
+def test_unknown_keys_suggest_the_closest_keys():
+    with pytest.raises(ConfigError, match=r"unknown config key: train\.ephocs \(in override "
+                                          r"'train\.ephocs=3'\); did you mean: train\.epochs\?$"):
+        apply_overrides(ExperimentConfig(), ["train.ephocs=3"])
+    with pytest.raises(ConfigError, match=r"did you mean: train\.epochs\?$"):
+        apply_overrides(ExperimentConfig(), ["epochs=3"])  # the section left out
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): train\.bach_size, train\.ephocs; ") \
+            as info:
+        from_dict(ExperimentConfig, {"train": {"ephocs": 3, "bach_size": 2}})
+    assert _suggested(str(info.value)) == ["train.batch_size", "train.epochs"]
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): model\.lr; did you mean: train\.lr\?$"):
+        from_dict(ExperimentConfig, {"model": {"lr": 0.1}})  # the wrong section of a file
+    with pytest.raises(ConfigError, match=r"unknown config key: bogus .*; `poselab train CONFIG "
+                                          r"--print-config`"):
+        apply_overrides(ExperimentConfig(), ["bogus=1"])
+
+
+def test_unknown_method_kind_and_other_choices_suggest_the_closest():
+    with pytest.raises(ConfigError, match=r"method\.kind: 'posedaul' is not one of \['supervised', "
+                                          r"'posecons', 'posedual'\]; did you mean: posedual\?$") as info:
+        apply_overrides(ExperimentConfig(), ["method.kind=posedaul"])
+    assert _suggested(str(info.value)) == ["posedual"]
+    with pytest.raises(ConfigError, match=r"task: 'topdwn' is not one of .*; did you mean: topdown\?$"):
+        config_class({"task": "topdwn"})
+
+
 def test_overrides_types_and_nesting():
     cfg = apply_overrides(ExperimentConfig(), ["train.lr=0.002", "train.lr_steps=[3,4]", "test.flip_test=false",
                                                "codec.input_size=[96,128]", "data.root=/x"])

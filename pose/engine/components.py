@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import typing
 
 import numpy as np
 import torch
@@ -10,10 +11,11 @@ import torch
 from pose.data.coco import PersonInstance, load_detection_instances, load_gt_instances
 from pose.data.semi import MixedDataset, select_budget
 from pose.data.topdown import TopDownDataset
-from pose.experiment import ExperimentConfig
+from pose.experiment import ExperimentConfig, MethodConfig, SemiConfig
 from pose.metainfo import DatasetMeta
 from pose.methods import HardView, Method, PoseCons, PoseDual, Supervised
 from pose.models.build import build_topdown_model
+from pose.names import with_suggestion
 
 UNLABELED_SEED_OFFSET = 1_000_003
 """The unlabeled dataset draws its easy augmentation from ``train.seed + UNLABELED_SEED_OFFSET``, so an
@@ -39,6 +41,11 @@ def load_train_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[Perso
     return select_budget(instances, d.num_labeled, d.budget_mode, d.budget_seed)
 
 
+def _literal_values(cls: type, name: str) -> tuple[str, ...]:
+    """The values of the ``Literal`` field ``name`` of dataclass ``cls`` (what its errors suggest from)."""
+    return typing.get_args(typing.get_type_hints(cls)[name])
+
+
 def load_unlabeled_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
     """Unlabeled instances (``semi.unlabeled``): every training GT box, or detector boxes on another set."""
     d, s = cfg.data, cfg.semi
@@ -50,7 +57,8 @@ def load_unlabeled_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[P
                                              d.path(s.unlabeled_images), meta, aspect_ratio(cfg),
                                              s.det_score_threshold, d.box_padding)
     else:  # SemiConfig's Literal is checked by the config loader; this guards direct construction
-        raise ValueError(f"semi.unlabeled: unknown source {s.unlabeled!r}")
+        raise ValueError(with_suggestion(f"semi.unlabeled: unknown source {s.unlabeled!r}", str(s.unlabeled),
+                                         _literal_values(SemiConfig, "unlabeled")))
     if s.num_unlabeled:
         instances = instances[: s.num_unlabeled]
     if not instances:
@@ -113,7 +121,8 @@ def build_method(cfg: ExperimentConfig, meta: DatasetMeta) -> Method:
         net1 = _build_network(cfg, meta, seed=cfg.train.seed)
         net2 = _build_network(cfg, meta, seed=cfg.train.seed + 1)
         return PoseDual(net1, net2, hard, **options)
-    raise ValueError(f"method.kind: unknown method {m.kind!r}")
+    raise ValueError(with_suggestion(f"method.kind: unknown method {m.kind!r}", str(m.kind),
+                                     _literal_values(MethodConfig, "kind")))
 
 
 def build_optimizer(cfg: ExperimentConfig, method: Method) -> torch.optim.Optimizer:

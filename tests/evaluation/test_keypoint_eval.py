@@ -17,8 +17,7 @@ from pose.evaluation import COCO_STAT_NAMES, evaluate_keypoints, format_summary,
 from pose.metainfo import COCO as COCO_META
 from pose.metainfo import DatasetMeta
 
-COCO_MINI_GT = Path("/work/shared/data/coco-mini/annotations/person_keypoints_val2017.json")
-needs_coco_mini = pytest.mark.skipif(not COCO_MINI_GT.is_file(), reason=f"{COCO_MINI_GT} not available")
+COCO_MINI_GT = Path(__file__).resolve().parents[1] / "fixtures/coco-mini/annotations/person_keypoints_val2017.json"
 
 
 def _noisy_predictions(gt: dict, seed: int, with_bbox: bool) -> list[dict]:
@@ -70,7 +69,6 @@ def _pycocotools_stats(gt_path: Path, preds: list[dict], sigmas: np.ndarray) -> 
     return ev.stats
 
 
-@needs_coco_mini
 @pytest.mark.parametrize("with_bbox", [False, True])
 def test_coco_stats_equal_pycocotools(with_bbox: bool) -> None:
     gt = json.loads(COCO_MINI_GT.read_text())
@@ -82,7 +80,6 @@ def test_coco_stats_equal_pycocotools(with_bbox: bool) -> None:
     assert 0.1 < stats["AP"] < 0.95  # a non-trivial case
 
 
-@needs_coco_mini
 def test_coco_results_from_file_equal_in_memory(tmp_path: Path) -> None:
     gt = json.loads(COCO_MINI_GT.read_text())
     preds = _noisy_predictions(gt, seed=1, with_bbox=False)
@@ -93,7 +90,6 @@ def test_coco_results_from_file_equal_in_memory(tmp_path: Path) -> None:
     )
 
 
-@needs_coco_mini
 def test_custom_dataset_with_other_k(tmp_path: Path) -> None:
     """A 5-joint layout: GT and sigmas come from the metainfo, not from COCO's 17."""
     keep = [0, 5, 6, 11, 12]
@@ -123,7 +119,6 @@ def test_custom_dataset_with_other_k(tmp_path: Path) -> None:
         evaluate_keypoints(gt_path, _noisy_predictions(json.loads(COCO_MINI_GT.read_text()), 2, False), meta)
 
 
-@needs_coco_mini
 def test_gt_as_prediction_gives_perfect_scores() -> None:
     gt = json.loads(COCO_MINI_GT.read_text())
     preds = [
@@ -135,7 +130,6 @@ def test_gt_as_prediction_gives_perfect_scores() -> None:
     assert stats == {k: 1.0 for k in COCO_STAT_NAMES}
 
 
-@needs_coco_mini
 def test_empty_results_give_zeros(tmp_path: Path) -> None:
     path = tmp_path / "empty.json"
     path.write_text("[]")
@@ -143,7 +137,6 @@ def test_empty_results_give_zeros(tmp_path: Path) -> None:
     assert evaluate_keypoints(COCO_MINI_GT, [], COCO_META) == {k: 0.0 for k in COCO_STAT_NAMES}
 
 
-@needs_coco_mini
 def test_summary_matches_pycocotools_and_verbose_flag(capsys: pytest.CaptureFixture[str]) -> None:
     gt = json.loads(COCO_MINI_GT.read_text())
     preds = _noisy_predictions(gt, seed=3, with_bbox=False)

@@ -163,7 +163,7 @@ def test_config_file_base_is_relative_to_the_spec(tmp_path):
 @pytest.mark.parametrize("text, message", [
     (SPEC + "sweep: true\n", r"unknown key\(s\) sweep"),
     (SPEC.replace("  train.lr: [0.001]", "  train.learning_rate: [0.001]"),
-     r"unknown axis 'train.learning_rate'.*unknown config key: train.learning_rate"),
+     r"unknown axis 'train.learning_rate': not a named axis \(.*\) nor a ExperimentConfig field"),
     (SPEC.replace("seed: [0, 1, 2]", "seed: []"), "axis 'seed' has no values"),
     (SPEC.replace("seed: [0, 1, 2]", "seed: [0, 1, 0]"), "axis 'seed' repeats value"),
     (SPEC.replace("seed: [0, 1, 2]", "seed: 0"), "axis 'seed' must be a list"),
@@ -199,6 +199,26 @@ def test_spec_errors_name_the_file_and_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as info:
         AblationSpec.load(path)
     assert str(info.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("text, message", [
+    (SPEC.replace("  seed: [0, 1, 2]", "  seeds: [0, 1, 2]"),
+     r"unknown axis 'seeds': not a named axis \(.*\) nor a ExperimentConfig field; "
+     r"did you mean: seed, train\.seed\?$"),
+    (SPEC.replace("  train.lr: [0.001]", "  train.l_r: [0.001]"),
+     r"unknown axis 'train\.l_r'.*did you mean: train\.lr\?$"),
+    (SPEC.replace("metric: AP50", "metrics: AP50"), r"unknown key\(s\) metrics; did you mean: metric\?$"),
+    (SPEC.replace("  train.epochs: 2", "  train.ephocs: 2"),
+     r"unknown config key: train\.ephocs; did you mean: train\.epochs\?$"),
+    (SPEC.replace("joint_cutout]", "jointcutout]"),
+     r"unknown augmentation 'jointcutout' .*; did you mean: joint_cutout, joint_cutout\+randaugment\?$"),
+    (SPEC.replace("preset: synth100-supervised", "preset: synth100-supervized"),
+     r"unknown preset 'synth100-supervized-r18-128x96'; did you mean: synth100-supervised-r18-128x96, "),
+])
+def test_unknown_names_in_a_spec_suggest_the_closest_valid_ones(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        AblationSpec.load(_spec_file(tmp_path, text))
+    assert len(str(info.value).split("did you mean: ")[1].split(", ")) <= 5
 
 
 def test_when_overrides_apply_to_the_trials_with_that_axis_value():

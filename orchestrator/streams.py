@@ -6,7 +6,9 @@ worker builds its epoch's lazy Ray datasets (:mod:`orchestrator.data`) and itera
 
 * training rows are split into contiguous rank ranges, one per worker (the label budget is applied
   inside each range); the unlabeled stream of semi-supervised methods likewise, while every worker
-  cycles the whole (small) labeled set, shuffled by its own seed;
+  cycles the whole (small) labeled set, shuffled by its own seed; unlabeled batches carry the keys of
+  the file loader's (``image``, ``index`` and, with ground truth, the ``gt_`` keys of
+  :func:`pose.engine.components.unlabeled_ground_truth`, renamed by :func:`pose.data.semi.unlabeled_item`);
 * every worker yields exactly ``floor(floor(rows / workers) / batch)`` full batches per epoch (DDP needs
   equal step counts; partial last batches are dropped, :mod:`pose.data.batching`; a share smaller than
   one batch is one short batch), cycling its part if it runs short; every pass over the cycled labeled
@@ -41,9 +43,9 @@ from orchestrator.data import (
 from pose.bottomup.config import BottomUpExperimentConfig
 from pose.bottomup.shards import training_ranks
 from pose.data.batching import drops_partial_batch, train_steps_per_epoch
-from pose.data.semi import UNLABELED_KEYS
+from pose.data.semi import unlabeled_item, unlabeled_source_keys
 from pose.data.shards import open_shards, split_range
-from pose.engine.components import UNLABELED_SEED_OFFSET
+from pose.engine.components import UNLABELED_SEED_OFFSET, unlabeled_ground_truth
 from pose.experiment import ExperimentConfig
 from pose.metainfo import DatasetMeta
 
@@ -149,12 +151,18 @@ class ShardStreams:
                                          budget_mode=d.budget_mode, budget_seed=d.budget_seed,
                                          reduced_decode=d.shards_reduced_decode, draw=draw, **self._common(epoch))
         span = split_range(self.unlabeled_rows, self.world, self.rank)
+        gt = unlabeled_ground_truth(cfg)  # decoded under their top-down names, renamed gt_* per batch
         unlabeled = build_topdown_dataset(self.dirs.get("unlabeled", self.dirs["train"]), self.meta, cfg.codec,
-                                          cfg.augment, keys=UNLABELED_KEYS, rank_range=span,
+                                          cfg.augment, keys=unlabeled_source_keys(gt), rank_range=span,
                                           seed=cfg.train.seed + UNLABELED_SEED_OFFSET, epoch=epoch, shuffle_files=True,
                                           reduced_decode=d.shards_reduced_decode)
-        return exactly(self.steps_per_epoch(), lambda: iter_semi_batches(
-            labeled, unlabeled, b, report=report, drop_last=self._drop_last(), **self._iter_kwargs(epoch)))
+
+        def pairs() -> Iterator:
+            batches = iter_semi_batches(labeled, unlabeled, b, report=report, drop_last=self._drop_last(),
+                                        **self._iter_kwargs(epoch))
+            return ((lab, unlabeled_item(unl, gt)) for lab, unl in batches)
+
+        return exactly(self.steps_per_epoch(), pairs)
 
     # ------------------------------------------------------------------ validation
     def val_batches(self) -> Iterator:

@@ -6,7 +6,9 @@ The MLflow contract (written by the ablation driver, read here):
   ``parent`` and ``poselab.axes`` = JSON list of the axis names in spec order;
 * trial run, a child of the parent: tags ``mlflow.parentRunId`` = parent run id, ``poselab.role`` =
   ``trial``, ``poselab.trial_id``, one ``poselab.axis.<axis name>`` per axis holding the value as JSON
-  (``"posedual"``, ``100``, ``0``), ``poselab.collapsed`` = ``true`` / ``false``; the run status
+  (``"posedual"``, ``100``, ``0``), ``poselab.collapsed`` = ``true`` / ``false``, and, for a
+  diagnosis-only run, ``poselab.diagnosis`` (``oracle_teacher``: an oracle teacher, set by
+  ``orchestrator.train.run_training`` from the config); the run status
   (FINISHED / FAILED / KILLED / RUNNING / SCHEDULED);
 * final metrics of the trial's primary network: ``final/<stat>`` (``final/AP``, ``final/AP50``, ...),
   COCO statistics in [0, 1].
@@ -17,7 +19,9 @@ the one read; a trial id logged by several child runs (a retried trial) counts o
 Cells are ``mean ± std (n)`` over seeds: the sample standard deviation (ddof 1) of the FINISHED trials
 that logged the statistic; COCO statistics (AP*, AR*) are shown x100 with one decimal. Failed, killed
 and unfinished trials are counted, not averaged: ``41.2 ± 0.3 (2 of 3; 1 failed)``. Collapsed trials
-are averaged and the cell is marked ``†`` with a footnote naming them.
+are averaged and the cell is marked ``†`` with a footnote naming them. A cell holding a diagnosis-only
+trial (an oracle teacher) is marked ``‡`` with a footnote naming the trials: ``‡ oracle teacher
+(diagnosis only): ...``.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ TAG_AXES = "poselab.axes"
 TAG_TRIAL_ID = "poselab.trial_id"
 TAG_AXIS_PREFIX = "poselab.axis."
 TAG_COLLAPSED = "poselab.collapsed"
+TAG_DIAGNOSIS = "poselab.diagnosis"
 TAG_PARENT_RUN = "mlflow.parentRunId"
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
@@ -55,6 +60,9 @@ FINISHED = "FINISHED"
 _UNFINISHED = {"FAILED": "failed", "KILLED": "killed", "RUNNING": "running", "SCHEDULED": "running"}
 COCO_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 COLLAPSE_MARK = "†"
+DIAGNOSIS_MARK = "‡"
+DIAGNOSIS_LABELS = {"oracle_teacher": "oracle teacher (diagnosis only)"}
+"""How a footnote names each ``poselab.diagnosis`` value (others: ``diagnosis <value>``)."""
 MISSING_CELL = "—"
 TABLE_JSON = "results/table.json"
 TABLE_CSV = "results/table.csv"
@@ -177,7 +185,8 @@ def collect_trials(client: MlflowClient, experiment_name: str, ablation: str | N
     """The parent run and one row per trial of the newest parent run of ``ablation``.
 
     Columns: ``trial_id``, ``run_id``, one column per axis (parsed values), ``status``, ``collapsed``
-    (bool), ``attempts`` (child runs with this trial id; the newest is the row), then one column per
+    (bool), ``diagnosis`` (the ``poselab.diagnosis`` tag, "" for an ordinary trial), ``attempts`` (child
+    runs with this trial id; the newest is the row), then one column per
     ``final/<stat>`` metric named ``<stat>`` (NaN where a run did not log it). Rows are ordered by run
     start time. When the parent has no ``poselab.axes`` tag, the axes are taken from the children's
     ``poselab.axis.*`` tags (order of first appearance) with a warning.
@@ -213,11 +222,13 @@ def collect_trials(client: MlflowClient, experiment_name: str, ablation: str | N
             row[axis] = _axis_value(tags.get(TAG_AXIS_PREFIX + axis))
         row["status"] = run.info.status
         row["collapsed"] = tags.get(TAG_COLLAPSED, "false").strip().lower() == "true"
+        row["diagnosis"] = tags.get(TAG_DIAGNOSIS, "").strip()
         row["attempts"] = len(by_trial[trial_id])
         for stat in stats:
             row[stat] = run.data.metrics.get(FINAL_PREFIX + stat, math.nan)
         rows.append(row)
-    df = pd.DataFrame(rows, columns=["trial_id", "run_id", *axes, "status", "collapsed", "attempts", *stats])
+    columns = ["trial_id", "run_id", *axes, "status", "collapsed", "diagnosis", "attempts", *stats]
+    df = pd.DataFrame(rows, columns=columns)
     for axis in axes:  # keep the values' Python types (an int axis with a missing tag must not turn float)
         df[axis] = pd.Series([row[axis] for row in rows], dtype=object)
     return parent, df
@@ -277,14 +288,16 @@ def table_numbers(df: pd.DataFrame, axes: Sequence[str], metric: str = "AP",
     ddof 1, NaN below 2 values), ``n`` (trials averaged), ``n_runs`` (trials in the cell), ``n_failed``,
     ``n_killed``, ``n_running``, ``n_missing`` (finished without the statistic), ``n_collapsed``
     (averaged trials that collapsed), ``collapsed_trials`` and ``excluded_trials`` (space-separated
-    trial ids). ``stats``: the statistics to include (default: every ``final/`` statistic present).
+    trial ids), ``diagnosis_trials`` (the cell's diagnosis-only trials, whatever their status, space
+    separated; needs a ``diagnosis`` column, else ""). ``stats``: the statistics to include (default:
+    every ``final/`` statistic present).
     ``attrs`` holds ``metric``, ``row_axes``, ``col_axis`` and ``fixed`` (single-valued axes not shown).
 
     Raises:
         TableError: ``metric`` was logged by no finished trial, or an axis column is missing.
     """
     layout = _layout(df, axes, row_axes, col_axis, seed_axis)
-    reserved = {"trial_id", "run_id", "status", "collapsed", "attempts", *axes}
+    reserved = {"trial_id", "run_id", "status", "collapsed", "diagnosis", "attempts", *axes}
     present = [c for c in df.columns if c not in reserved]
     finished = df["status"] == FINISHED
     if metric not in present and finished.any():
@@ -301,6 +314,7 @@ def table_numbers(df: pd.DataFrame, axes: Sequence[str], metric: str = "AP",
     for key in ordered:
         group = df.iloc[groups[key]]
         finished_here = group["status"] == FINISHED
+        diagnosed = _diagnosed(group)
         counts = {f"n_{label}": 0 for label in ("failed", "killed", "running")}
         for status in group.loc[~finished_here, "status"]:
             counts[f"n_{_UNFINISHED.get(status, 'running')}"] += 1
@@ -317,15 +331,28 @@ def table_numbers(df: pd.DataFrame, axes: Sequence[str], metric: str = "AP",
                 "n_collapsed": int((used & group["collapsed"]).sum()),
                 "collapsed_trials": " ".join(group.loc[used & group["collapsed"], "trial_id"]),
                 "excluded_trials": " ".join(group.loc[~used, "trial_id"]),
+                "diagnosis_trials": " ".join(group.loc[diagnosed, "trial_id"]),
             })
     columns = [*keys, "stat", "mean", "std", "n", "n_runs", "n_failed", "n_killed", "n_running", "n_missing",
-               "n_collapsed", "collapsed_trials", "excluded_trials"]
+               "n_collapsed", "collapsed_trials", "excluded_trials", "diagnosis_trials"]
     out = pd.DataFrame(entries, columns=columns)
     for k in keys:
         out[k] = pd.Series([e[k] for e in entries], dtype=object)
     out.attrs = {"metric": metric, "row_axes": list(layout.rows), "col_axis": layout.col,
                  "fixed": [list(f) for f in layout.fixed]}
     return out
+
+
+def _diagnosed(df: pd.DataFrame) -> pd.Series:
+    """Which rows are diagnosis-only trials (a non-empty ``diagnosis``; none without the column)."""
+    if "diagnosis" not in df:
+        return pd.Series(False, index=df.index)
+    return df["diagnosis"].fillna("").astype(str).str.len() > 0
+
+
+def diagnosis_label(value: str) -> str:
+    """The footnote's name of a ``poselab.diagnosis`` value."""
+    return DIAGNOSIS_LABELS.get(value, f"diagnosis {value}")
 
 
 # ---------------------------------------------------------------------------------------------- table
@@ -335,7 +362,7 @@ def _fmt(x: float, scale: float) -> str:
 
 def format_cell(entry: Mapping[str, Any], scale: float) -> str:
     """``43.7 ± 0.5 (3)``, ``41.2 ± 0.3 (2 of 3; 1 failed)``, ``— (0 of 1; 1 running)``; ``†`` when
-    collapsed trials were averaged."""
+    collapsed trials were averaged, ``‡`` when the cell holds diagnosis-only trials."""
     n, runs = int(entry["n"]), int(entry["n_runs"])
     if n == 0:
         text = MISSING_CELL
@@ -348,7 +375,8 @@ def format_cell(entry: Mapping[str, Any], scale: float) -> str:
         notes.append(f"{entry['n_missing']} without {entry['stat']}")
     count = f"{n}" if n == runs else f"{n} of {runs}"
     text += f" ({'; '.join([count, ', '.join(notes)]) if notes else count})"
-    return text + (COLLAPSE_MARK if entry["n_collapsed"] else "")
+    return (text + (COLLAPSE_MARK if entry["n_collapsed"] else "")
+            + (DIAGNOSIS_MARK if entry.get("diagnosis_trials") else ""))
 
 
 def _label(value: Any) -> str:
@@ -366,7 +394,7 @@ def build_table(df: pd.DataFrame, axes: Sequence[str], metric: str = "AP",
     or seed axis) with more than one value; columns: the values of ``col_axis`` (one column named
     ``metric`` when it is not an axis). ``scale``: display factor (default :func:`default_scale`).
     Cells without trials are ``—``. ``attrs`` holds ``footnotes`` (the legend, collapsed trials, fixed
-    axes), ``metric``, ``scale``, ``row_axes`` and ``col_axis``.
+    axes, diagnosis-only trials), ``metric``, ``scale``, ``row_axes`` and ``col_axis``.
 
     Raises:
         TableError: no trials, or as :func:`table_numbers`.
@@ -394,6 +422,10 @@ def build_table(df: pd.DataFrame, axes: Sequence[str], metric: str = "AP",
                  "unfinished trials are counted, not averaged"]
     if collapsed:
         footnotes.append(f"{COLLAPSE_MARK} averages include collapsed trials: {', '.join(collapsed)}")
+    diagnosed = df[_diagnosed(df)]
+    for value in dict.fromkeys(diagnosed["diagnosis"] if len(diagnosed) else []):
+        ids = diagnosed.loc[diagnosed["diagnosis"] == value, "trial_id"]
+        footnotes.append(f"{DIAGNOSIS_MARK} {diagnosis_label(value)}: {', '.join(ids)}")
     fixed = numbers.attrs["fixed"]
     if fixed:
         footnotes.append("fixed: " + ", ".join(f"{a}={_label(v)}" for a, v in fixed))
@@ -578,7 +610,8 @@ def add_table_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
         description="Print the result table of the newest ablation run in an MLflow experiment: rows are "
                     "method x augmentation (and any other varied axis), columns the label budgets, cells "
                     "mean ± std over seeds (AP x100) with the number of seeds; failed and unfinished trials "
-                    "are counted, not averaged; † marks cells with collapsed trials.")
+                    "are counted, not averaged; † marks cells with collapsed trials, ‡ cells with "
+                    "diagnosis-only trials (an oracle teacher).")
     p.add_argument("experiment", metavar="EXPERIMENT", help="MLflow experiment name")
     p.add_argument("--ablation", metavar="NAME",
                    help="ablation name (default: the newest ablation in EXPERIMENT)")

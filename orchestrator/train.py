@@ -4,7 +4,7 @@
 
 1. makes the config's paths absolute (Ray workers need not share the driver's working directory);
 2. opens (or resumes) the run's MLflow run, keyed by the run directory, so a rerun continues the same
-   MLflow run and never creates a duplicate;
+   MLflow run and never creates a duplicate (a diagnosis-only config is tagged ``poselab.diagnosis``);
 3. starts or joins Ray with a CPU plan that keeps Train workers and data loading from deadlocking on
    small machines (:func:`orchestrator.resources.plan_resources`);
 4. runs :func:`orchestrator.worker.train_loop_per_worker` in a ``TorchTrainer`` whose
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.resources import ResourcePlan, plan_resources
+from orchestrator.table import TAG_DIAGNOSIS
 from orchestrator.tracking import get_or_create_experiment, resolve_tracking_uri, start_run
 from orchestrator.worker import WorkerSettings, loop_config, train_loop_per_worker
 from pose.config import to_dict
@@ -151,6 +152,13 @@ def _config_changed(run_dir: Path, cfg: AnyExperimentConfig) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+def config_tags(cfg: AnyExperimentConfig) -> dict[str, str]:
+    """MLflow tags every run of ``cfg`` gets from the config itself: ``poselab.diagnosis`` for a
+    diagnosis-only run (``oracle_teacher``: ``method.teacher=oracle``), read by ``poselab table``."""
+    diagnosis = getattr(cfg, "diagnosis", "")
+    return {TAG_DIAGNOSIS: diagnosis} if diagnosis else {}
+
+
 def ensure_ray(options: RunOptions, num_workers: int, driver_cpus: float = 0.0) -> ResourcePlan:
     """Start (or join) Ray and return the CPU plan for ``num_workers`` workers."""
     import ray
@@ -209,10 +217,13 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = get_or_create_experiment(client, options.experiment, tracking_uri)
     run_key = options.run_key or str(run_dir)
-    run_id, resumed = start_run(client, experiment_id, run_key, cfg.name, to_dict(cfg), options.tags,
-                                options.parent_run_id, reuse=options.resume)
+    tags = config_tags(cfg)
+    run_id, resumed = start_run(client, experiment_id, run_key, cfg.name, to_dict(cfg),
+                                {**tags, **options.tags}, options.parent_run_id, reuse=options.resume)
     if resumed:
         log.info("continuing MLflow run %s (%s)", run_id, run_key)
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
 
     plan = plan or ensure_ray(options, options.num_workers)
     settings = WorkerSettings(tracking_uri=tracking_uri, run_id=run_id, use_gpu=options.use_gpu,

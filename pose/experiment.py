@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from pose.codecs.heatmap import HeatmapCodec
+from pose.config import ConfigError
 from pose.data.transforms import TopDownAugment
 from pose.metainfo import DatasetMeta, get_metainfo
 from pose.methods.collapse import CollapseRule
@@ -107,9 +108,15 @@ class MethodConfig:
     whose teacher maximum is below ``confidence_threshold`` get weight 0 (0: no threshold). The paper:
     weight 1, no ramp-up, no threshold. ``hard`` builds the hard view; ``collapse`` sets the
     collapse monitor's diagnostics and rule.
+
+    ``teacher``: "network" (the method's own teacher, the paper) or "oracle", a diagnosis: the
+    unlabeled crops' ground-truth heatmaps teach every network (PoseDual: both), through the same
+    cutout, warp and loss (:mod:`pose.methods.diagnostics`). Needs ``semi.unlabeled=train_gt``;
+    ignored by "supervised" (no teacher), like the ``semi`` section.
     """
 
     kind: Literal["supervised", "posecons", "posedual"] = "supervised"
+    teacher: Literal["network", "oracle"] = "network"
     unsup_weight: float = 1.0
     rampup_steps: int = 0
     confidence_threshold: float = 0.0
@@ -123,6 +130,12 @@ class MethodConfig:
     @property
     def semi_supervised(self) -> bool:
         return self.kind != "supervised"
+
+    @property
+    def diagnosis(self) -> str:
+        """"oracle_teacher" for a diagnosis-only run (a semi-supervised method with an oracle teacher),
+        else ""."""
+        return "oracle_teacher" if self.teacher == "oracle" and self.semi_supervised else ""
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,18 @@ class ExperimentConfig:
     test: TestConfig = field(default_factory=TestConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     semi: SemiConfig = field(default_factory=SemiConfig)
+
+    def __post_init__(self) -> None:
+        m = self.method
+        if m.semi_supervised and m.teacher == "oracle" and self.semi.unlabeled != "train_gt":
+            raise ConfigError(f"method.teacher=oracle needs the unlabeled crops' ground truth: "
+                              f"semi.unlabeled=train_gt, got semi.unlabeled={self.semi.unlabeled} "
+                              f"(method.kind={self.method.kind})")
+
+    @property
+    def diagnosis(self) -> str:
+        """Non-empty for a diagnosis-only run (``method.diagnosis``; tagged and marked in tables)."""
+        return self.method.diagnosis
 
     @property
     def run_dir(self) -> Path:

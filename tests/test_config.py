@@ -97,3 +97,21 @@ def test_config_files(tmp_path):
     bad.write_text('{"trian": {}}')
     with pytest.raises(ConfigError, match=r"bad.json: unknown config key\(s\): trian"):
         load_config_file(ExperimentConfig, bad)
+
+
+def test_an_oracle_teacher_needs_unlabeled_ground_truth(tmp_path):
+    oracle = apply_overrides(ExperimentConfig(), ["method.kind=posecons", "method.teacher=oracle"])
+    assert oracle.semi.unlabeled == "train_gt" and oracle.diagnosis == "oracle_teacher"
+    assert ExperimentConfig().method.teacher == "network" and ExperimentConfig().diagnosis == ""
+    with pytest.raises(ConfigError, match=r"method.teacher=oracle needs .*semi.unlabeled=train_gt, got "
+                                          r"semi.unlabeled=detections"):
+        apply_overrides(oracle, ["semi.unlabeled=detections"])
+    path = _write(tmp_path / "oracle.yaml",
+                  "method: {kind: posedual, teacher: oracle}\nsemi: {unlabeled: detections}\n")
+    with pytest.raises(ConfigError, match=r"oracle.yaml: method.teacher=oracle needs"):
+        load_experiment_file(path)
+    with pytest.raises(ConfigError, match=r"method.teacher: 'teacher' is not one of \['network', 'oracle'\]"):
+        apply_overrides(oracle, ["method.teacher=teacher"])
+    # a supervised run has no teacher: the choice is ignored, like the semi section, and is no diagnosis
+    sup = apply_overrides(oracle, ["method.kind=supervised", "semi.unlabeled=detections"])
+    assert sup.diagnosis == ""

@@ -7,13 +7,22 @@
   uniformly *with replacement* each epoch, and every draw is augmented afresh (item i's labeled crop
   is augmented as draw i: a labeled instance drawn 30 times in an epoch is 30 different crops, as in
   the original, not one crop repeated). A shuffled DataLoader over it yields B labeled + B unlabeled
-  crops per step. Unlabeled items carry the image (and its index) only, so their labels
-  cannot reach a loss.
+  crops per step.
+
+Unlabeled items (:func:`unlabeled_item`, both data paths) carry :data:`UNLABELED_KEYS` (the image and
+its index), and, only when the unlabeled source has ground truth (``semi.unlabeled=train_gt``), the
+ground-truth keys asked for, renamed with an explicit ``gt_`` prefix (:data:`GT_PREFIX`):
+``gt_keypoints`` (K, 2) crop pixels and ``gt_visible`` (K,) for the teacher diagnostics
+(:mod:`pose.methods.diagnostics`), and, for the oracle teacher only (``method.teacher=oracle``),
+``gt_heatmaps`` (K, h, w) and ``gt_weights`` (K,), the codec's targets. The methods' losses read
+``image`` only (the oracle, a diagnosis mode, reads ``gt_heatmaps`` / ``gt_weights``); no unlabeled item
+ever carries the labeled keys ``keypoints``, ``heatmaps`` or ``weights``, so an unlabeled label cannot
+reach a loss by mistake.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -27,6 +36,52 @@ T = TypeVar("T")
 BudgetMode = Literal["first", "nested"]
 
 UNLABELED_KEYS = ("image", "index")
+"""What every unlabeled item carries (the methods' losses read ``image`` only)."""
+GT_PREFIX = "gt_"
+"""Ground-truth keys of unlabeled items are the top-down item's keys with this prefix."""
+DIAGNOSTIC_GT_KEYS = ("keypoints", "visible")
+"""Top-down keys unlabeled items carry (as ``gt_keypoints``, ``gt_visible``) when the source has GT."""
+ORACLE_GT_KEYS = ("heatmaps", "weights")
+"""Top-down keys unlabeled items also carry (as ``gt_heatmaps``, ``gt_weights``) for the oracle teacher."""
+GT_KEYPOINTS = "gt_keypoints"  # (B, K, 2) crop pixels of the easy view
+GT_VISIBLE = "gt_visible"  # (B, K) 1 for labeled joints
+GT_HEATMAPS = "gt_heatmaps"  # (B, K, h, w) the codec's targets (oracle teacher only)
+GT_WEIGHTS = "gt_weights"  # (B, K) the codec's joint weights (oracle teacher only)
+
+
+def unlabeled_gt_keys(has_gt: bool, oracle: bool = False) -> tuple[str, ...]:
+    """The top-down keys unlabeled items carry as ``gt_<key>``: none without ground truth (detector
+    boxes), :data:`DIAGNOSTIC_GT_KEYS` with it, plus :data:`ORACLE_GT_KEYS` for the oracle teacher."""
+    if not has_gt:
+        if oracle:
+            raise ValueError("the oracle teacher needs unlabeled crops with ground truth "
+                             "(semi.unlabeled=train_gt)")
+        return ()
+    return DIAGNOSTIC_GT_KEYS + (ORACLE_GT_KEYS if oracle else ())
+
+
+def unlabeled_source_keys(gt_keys: Sequence[str] = ()) -> tuple[str, ...]:
+    """The top-down keys an unlabeled stream must produce for :func:`unlabeled_item` (``gt_keys``: as
+    :func:`unlabeled_gt_keys`)."""
+    _check_gt_keys(gt_keys)
+    return UNLABELED_KEYS + tuple(gt_keys)
+
+
+def unlabeled_item(item: Mapping[str, T], gt_keys: Sequence[str] = ()) -> dict[str, T]:
+    """The unlabeled view of a top-down item or collated batch: :data:`UNLABELED_KEYS` as they are,
+    each of ``gt_keys`` renamed ``gt_<key>``, nothing else. The one place both data paths (this
+    module's :class:`MixedDataset` and the Ray Data stream of ``orchestrator/streams.py``) rename."""
+    _check_gt_keys(gt_keys)
+    out = {k: item[k] for k in UNLABELED_KEYS}
+    out.update({GT_PREFIX + k: item[k] for k in gt_keys})
+    return out
+
+
+def _check_gt_keys(gt_keys: Sequence[str]) -> None:
+    unknown = [k for k in gt_keys if k not in DIAGNOSTIC_GT_KEYS + ORACLE_GT_KEYS]
+    if unknown:
+        raise ValueError(f"unknown unlabeled ground-truth keys {unknown} "
+                         f"(choose from {list(DIAGNOSTIC_GT_KEYS + ORACLE_GT_KEYS)})")
 
 
 def select_budget(instances: Sequence[T], n: int, mode: BudgetMode = "first", seed: int = 0) -> list[T]:
@@ -55,21 +110,27 @@ class MixedDataset(Dataset):
 
     Args:
         labeled: the labeled top-down dataset.
-        unlabeled: the unlabeled top-down dataset (its labels, if any, are dropped).
+        unlabeled: the unlabeled top-down dataset (its labels are dropped, except ``gt_keys``).
         seed: seeds the pairing: ``default_rng([seed, epoch])``; the labeled crop of item ``i`` is
             augmented as draw ``i`` (:meth:`TopDownDataset.draw`).
+        gt_keys: ground-truth keys the unlabeled items keep, renamed ``gt_<key>``
+            (:func:`unlabeled_gt_keys`; none by default).
 
-    ``__getitem__(i)`` returns ``(labeled_item, {"image", "index"})``; the default collate turns a
-    list of them into ``(labeled_batch, unlabeled_batch)``.
+    ``__getitem__(i)`` returns ``(labeled_item, unlabeled_item)`` (:func:`unlabeled_item`: ``image``,
+    ``index`` and the ``gt_`` keys); the default collate turns a list of them into
+    ``(labeled_batch, unlabeled_batch)``.
     """
 
-    def __init__(self, labeled: TopDownDataset, unlabeled: TopDownDataset, seed: int = 0) -> None:
+    def __init__(self, labeled: TopDownDataset, unlabeled: TopDownDataset, seed: int = 0,
+                 gt_keys: Sequence[str] = ()) -> None:
         if len(labeled) == 0 or len(unlabeled) == 0:
             raise ValueError(f"mixed stream needs labeled and unlabeled instances "
                              f"(got {len(labeled)} labeled, {len(unlabeled)} unlabeled)")
         self.labeled = labeled
         self.unlabeled = unlabeled
         self.seed = seed
+        _check_gt_keys(gt_keys)
+        self.gt_keys = tuple(gt_keys)
         self.epoch = 0
         self.pairing = self._draw(0)
 
@@ -89,4 +150,4 @@ class MixedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         lab = self.labeled.draw(int(self.pairing[index]), draw=index)
         unl = self.unlabeled[index]
-        return lab, {k: unl[k] for k in UNLABELED_KEYS}
+        return lab, unlabeled_item(unl, self.gt_keys)

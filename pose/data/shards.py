@@ -862,7 +862,8 @@ class TopDownShardDecoder:
 
     Args:
         augment: None for test-time crops (no augmentation).
-        keys: the output keys (default: :data:`TOPDOWN_KEYS`; unlabeled streams use ``("image", "index")``).
+        keys: the output keys (default: :data:`TOPDOWN_KEYS`; unlabeled streams use
+            :func:`pose.data.semi.unlabeled_source_keys`: ``("image", "index")`` and any ground truth).
             Without ``image`` the regions are not decoded.
         on_bad_row: "error": a row that does not decode raises ``ValueError`` naming the shard and row;
             "skip": the row is returned zeroed with ``_ok`` False and ``_error`` set, for the consumer to

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pose.data.coco import PersonInstance, load_detection_instances, load_gt_instances
-from pose.data.semi import MixedDataset, select_budget
+from pose.data.semi import MixedDataset, select_budget, unlabeled_gt_keys
 from pose.data.topdown import TopDownDataset
 from pose.experiment import ExperimentConfig, MethodConfig, SemiConfig
 from pose.metainfo import DatasetMeta
@@ -81,15 +81,24 @@ def build_datasets(cfg: ExperimentConfig, meta: DatasetMeta) -> tuple[TopDownDat
     return train, val
 
 
+def unlabeled_ground_truth(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The ground-truth keys unlabeled batches carry, as ``gt_<key>``
+    (:func:`pose.data.semi.unlabeled_gt_keys`): keypoints and visibility when ``semi.unlabeled=train_gt``
+    (teacher diagnostics), also heatmaps and weights for ``method.teacher=oracle``; none for detector
+    boxes."""
+    return unlabeled_gt_keys(cfg.semi.unlabeled == "train_gt", cfg.method.teacher == "oracle")
+
+
 def build_train_stream(cfg: ExperimentConfig, meta: DatasetMeta, labeled: TopDownDataset
                        ) -> TopDownDataset | MixedDataset:
     """What the training loop iterates: the labeled dataset (supervised) or the mixed labeled +
-    unlabeled stream (semi-supervised methods; one epoch = one pass over the unlabeled set)."""
+    unlabeled stream (semi-supervised methods; one epoch = one pass over the unlabeled set; unlabeled
+    items carry :func:`unlabeled_ground_truth`'s ``gt_`` keys)."""
     if not cfg.method.semi_supervised:
         return labeled
     unlabeled = TopDownDataset(load_unlabeled_instances(cfg, meta), meta, cfg.codec, cfg.augment,
                                seed=cfg.train.seed + UNLABELED_SEED_OFFSET)
-    return MixedDataset(labeled, unlabeled, seed=cfg.train.seed)
+    return MixedDataset(labeled, unlabeled, seed=cfg.train.seed, gt_keys=unlabeled_ground_truth(cfg))
 
 
 def _build_network(cfg: ExperimentConfig, meta: DatasetMeta, seed: int | None = None) -> torch.nn.Module:
@@ -113,7 +122,8 @@ def build_method(cfg: ExperimentConfig, meta: DatasetMeta) -> Method:
         return Supervised(_build_network(cfg, meta))
     hard = HardView(m.hard, cfg.codec.input_size, cfg.codec.stride)
     options = dict(unsup_weight=m.unsup_weight, rampup_steps=m.rampup_steps,
-                   confidence_threshold=m.confidence_threshold, collapse=m.collapse)
+                   confidence_threshold=m.confidence_threshold, collapse=m.collapse,
+                   oracle_teacher=m.teacher == "oracle")
     if m.kind == "posecons":
         return PoseCons(_build_network(cfg, meta), hard, **options)
     if m.kind == "posedual":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -100,11 +101,16 @@ def train_epoch(
     """Train over ``batches`` (labeled dicts, or (labeled, unlabeled) pairs from the mixed stream);
     returns (mean of each logged value, global step after the epoch).
 
+    The mean of a value is over the steps where it was finite (a diagnostic that is undefined on some
+    batch logs NaN there, e.g. a PCK without a countable joint); NaN if it never was. Every logged key
+    is in the means either way, so all ranks return the same keys.
+
     ``on_step`` gets the logs every ``cfg.log_interval`` steps, ``each_step`` every step (e.g. the
     collapse monitor).
     """
     scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" else None
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     n = 0
     step = start_step
     t0 = time.perf_counter()
@@ -118,7 +124,9 @@ def train_epoch(
         if unlabeled is not None:
             images += int(unlabeled["image"].shape[0])
         for k, v in out.logs.items():
-            sums[k] = sums.get(k, 0.0) + v
+            finite = math.isfinite(v)
+            sums[k] = sums.get(k, 0.0) + (v if finite else 0.0)
+            counts[k] = counts.get(k, 0) + finite
         if each_step is not None:
             each_step(step, out.logs)
         if on_step is not None and step % cfg.log_interval == 0:
@@ -127,7 +135,7 @@ def train_epoch(
                            "lr": optimizer.param_groups[0]["lr"]})
     if n == 0:
         raise RuntimeError("the training epoch produced no batches (empty training set?)")
-    means = {k: v / n for k, v in sums.items()}
+    means = {k: v / counts[k] if counts[k] else math.nan for k, v in sums.items()}
     means["images_per_s"] = images / max(time.perf_counter() - t0, 1e-9)
     return means, step
 

@@ -12,6 +12,14 @@ only) of the same size:
   MSE (PoseDual: one term per network). Unlabeled joint weights are 1, or 0 where the teacher's
   maximum is below ``confidence_threshold`` (when > 0).
 
+The losses read the unlabeled batch's ``image`` only. When it also carries ground truth (``gt_*`` keys,
+``semi.unlabeled=train_gt``), the teacher/student PCK diagnostics are logged
+(:mod:`pose.methods.diagnostics`). With ``oracle_teacher`` (``method.teacher=oracle``, a diagnosis) the
+teacher heatmaps are the batch's ``gt_heatmaps`` for every network (PoseDual: both networks are taught
+by the oracle) with ``gt_weights`` as joint weights; no easy-view forward is made, and the collapse
+diagnostics of the teacher (``unsup_max_response``, ``unsup_confident_frac``, ``dual_agreement``) then
+describe the oracle's heatmaps.
+
 Each forward is a separate call, as in the original code (batch-norm statistics per sub-batch).
 """
 
@@ -24,16 +32,22 @@ from pose.data.topdown import Normalizer
 from pose.losses import KeypointMSELoss
 from pose.methods.base import Method, StepOutput, as_floats
 from pose.methods.collapse import CollapseRule, argmax_agreement, unlabeled_diagnostics
+from pose.methods.diagnostics import ground_truth_diagnostics, oracle_heatmaps
 from pose.methods.hard_view import HardView
 
 Batch = dict[str, torch.Tensor]
 
 
 class _Consistency(Method):
-    """Shared parts: normaliser, loss, hard view, ramp-up, confidence weights, step counter."""
+    """Shared parts: normaliser, loss, hard view, ramp-up, confidence weights, step counter, teachers.
+
+    ``oracle_teacher``: teach with the unlabeled batch's ground-truth heatmaps instead of a network's
+    easy-view prediction (a diagnosis; the batch must carry ``gt_heatmaps`` and ``gt_weights``).
+    """
 
     def __init__(self, hard: HardView, unsup_weight: float = 1.0, rampup_steps: int = 0,
-                 confidence_threshold: float = 0.0, collapse: CollapseRule | None = None) -> None:
+                 confidence_threshold: float = 0.0, collapse: CollapseRule | None = None,
+                 oracle_teacher: bool = False) -> None:
         super().__init__()
         self.normalizer = Normalizer()
         self.loss_fn = KeypointMSELoss()
@@ -42,6 +56,7 @@ class _Consistency(Method):
         self.rampup_steps = int(rampup_steps)
         self.confidence_threshold = float(confidence_threshold)
         self.collapse = collapse or CollapseRule()
+        self.oracle_teacher = bool(oracle_teacher)
         self.generator: torch.Generator | None = None  # CPU generator for the hard-view draws (None: global)
         self.register_buffer("global_step", torch.zeros((), dtype=torch.long))
 
@@ -58,6 +73,25 @@ class _Consistency(Method):
         if self.confidence_threshold <= 0:
             return torch.ones(b, k, device=teacher.device)
         return (teacher.flatten(2).amax(-1) >= self.confidence_threshold).float()
+
+    @torch.no_grad()
+    def _teacher(self, net: nn.Module, easy: torch.Tensor, unlabeled: Batch
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(teacher heatmaps (B, K, h, w), joint weights (B, K)) of one teaching network: its prediction
+        on the normalised easy view ``easy``, or with ``oracle_teacher`` the batch's ground truth (the
+        GT weights, times the confidence gate like any teacher's)."""
+        if self.oracle_teacher:
+            heatmaps, gt_weights = oracle_heatmaps(unlabeled)
+            return heatmaps, gt_weights * self._joint_weights(heatmaps)
+        heatmaps = net(easy).float().detach()
+        return heatmaps, self._joint_weights(heatmaps)
+
+    def _diagnostics(self, unlabeled: Batch, teacher: torch.Tensor, student: torch.Tensor,
+                     target: torch.Tensor, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Collapse diagnostics, and the ground-truth ones when the batch has ground truth."""
+        c = self.collapse
+        return {**unlabeled_diagnostics(teacher, student, target, c.threshold, c.radius),
+                **ground_truth_diagnostics(unlabeled, teacher, student, theta, self.hard.stride, c.radius)}
 
     @staticmethod
     def _check(unlabeled: Batch | None) -> torch.Tensor:
@@ -95,17 +129,16 @@ class PoseCons(_Consistency):
         sup = net(self.normalizer(labeled["image"]))
         loss_sup = self.loss_fn(sup, labeled["heatmaps"], labeled["weights"])
         with torch.no_grad():
-            teacher = net(self.normalizer(images_u)).float().detach()
+            teacher, weights = self._teacher(net, self.normalizer(images_u), unlabeled)
             (hard,), theta = self.hard_views(images_u, [teacher])
             target = self.hard.warp_heatmaps(teacher, theta)
         student = net(hard).float()
-        loss_unsup = self.loss_fn(student, target, self._joint_weights(teacher))
+        loss_unsup = self.loss_fn(student, target, weights)
         ramp = self._ramp()
         loss = loss_sup + ramp * loss_unsup
         self.global_step += 1
-        c = self.collapse
         logs = {"loss": loss, "loss_sup": loss_sup, "loss_unsup": loss_unsup, "unsup_weight": ramp,
-                **unlabeled_diagnostics(teacher, student, target, c.threshold, c.radius)}
+                **self._diagnostics(unlabeled, teacher, student, target, theta)}
         return StepOutput(loss=loss, logs=as_floats(logs))
 
 
@@ -129,8 +162,15 @@ class PoseDual(_Consistency):
         net1's input is cut out at net2's joints and regressed onto net2's warped heatmaps, and vice
         versa; both share the RandAugment draw and the extra transform.
         """
+        return self._crossed_views(unlabeled_images, teacher1, teacher2)[:4]
+
+    @torch.no_grad()
+    def _crossed_views(self, unlabeled_images: torch.Tensor, teacher1: torch.Tensor, teacher2: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`hard_inputs` and the shared sampling matrices theta (B, 2, 3)."""
         (hard1, hard2), theta = self.hard_views(unlabeled_images, [teacher2, teacher1])
-        return hard1, hard2, self.hard.warp_heatmaps(teacher2, theta), self.hard.warp_heatmaps(teacher1, theta)
+        warp = self.hard.warp_heatmaps
+        return hard1, hard2, warp(teacher2, theta), warp(teacher1, theta), theta
 
     def training_step(self, labeled: Batch, unlabeled: Batch | None = None) -> StepOutput:
         images_u = self._check(unlabeled)
@@ -140,21 +180,21 @@ class PoseDual(_Consistency):
         loss_sup2 = self.loss_fn(f2(x_l), labeled["heatmaps"], labeled["weights"])
         with torch.no_grad():
             x_e = self.normalizer(images_u)
-            teacher1 = f1(x_e).float().detach()
-            teacher2 = f2(x_e).float().detach()
-            hard1, hard2, target1, target2 = self.hard_inputs(images_u, teacher1, teacher2)
+            teacher1, weights1 = self._teacher(f1, x_e, unlabeled)
+            teacher2, weights2 = self._teacher(f2, x_e, unlabeled)
+            hard1, hard2, target1, target2, theta = self._crossed_views(images_u, teacher1, teacher2)
         student1 = f1(hard1).float()
         student2 = f2(hard2).float()
-        loss_unsup1 = self.loss_fn(student1, target1, self._joint_weights(teacher2))
-        loss_unsup2 = self.loss_fn(student2, target2, self._joint_weights(teacher1))
+        loss_unsup1 = self.loss_fn(student1, target1, weights2)
+        loss_unsup2 = self.loss_fn(student2, target2, weights1)
         ramp = self._ramp()
         loss_sup = 0.5 * (loss_sup1 + loss_sup2)
         loss_unsup = loss_unsup1 + loss_unsup2
         loss = loss_sup + ramp * loss_unsup
         self.global_step += 1
         c = self.collapse
-        d1 = unlabeled_diagnostics(teacher1, student1, target1, c.threshold, c.radius)
-        d2 = unlabeled_diagnostics(teacher2, student2, target2, c.threshold, c.radius)
+        d1 = self._diagnostics(unlabeled, teacher1, student1, target1, theta)
+        d2 = self._diagnostics(unlabeled, teacher2, student2, target2, theta)
         logs: dict[str, torch.Tensor] = {
             "loss": loss, "loss_sup": loss_sup, "loss_unsup": loss_unsup, "unsup_weight": ramp,
             "loss_sup_net1": loss_sup1, "loss_sup_net2": loss_sup2,

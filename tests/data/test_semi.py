@@ -143,3 +143,52 @@ def test_train_stream_is_mixed_only_for_semi_supervised_methods(coco_mini):
     first = [i.instance_id for i in load_train_instances(sup, COCO)]
     picked = [i.instance_id for i in load_train_instances(nested, COCO)]
     assert len(picked) == 4 and picked != first
+
+
+def test_unlabeled_items_carry_prefixed_ground_truth_only_when_the_source_has_it(coco_mini):
+    from pose.engine.components import build_datasets
+
+    def unlabeled_of(*extra):
+        cfg = _mini_config(coco_mini, "data.num_labeled=4", *extra)
+        train, _ = build_datasets(cfg, COCO)
+        stream = build_train_stream(cfg, COCO, train)
+        stream.set_epoch(1)
+        return cfg, stream, stream[3][1]
+
+    _, stream, unl = unlabeled_of("method.kind=posecons")  # train_gt: diagnostics' keys only
+    assert set(unl) == {"image", "index", "gt_keypoints", "gt_visible"}
+    item = stream.unlabeled[3]  # the same instance, epoch and augmentation draw
+    assert torch.equal(unl["image"], item["image"]) and torch.equal(unl["gt_keypoints"], item["keypoints"])
+    assert torch.equal(unl["gt_visible"], item["visible"]) and unl["gt_keypoints"].shape == (17, 2)
+    assert unl["gt_visible"].sum() > 0
+
+    cfg, stream, unl = unlabeled_of("method.kind=posedual", "method.teacher=oracle")
+    assert set(unl) == {"image", "index", "gt_keypoints", "gt_visible", "gt_heatmaps", "gt_weights"}
+    heatmaps, weights = cfg.codec.encode(unl["gt_keypoints"].numpy(), unl["gt_visible"].numpy())
+    assert np.array_equal(unl["gt_heatmaps"].numpy(), heatmaps)
+    assert np.array_equal(unl["gt_weights"].numpy(), weights)
+    assert unl["gt_heatmaps"].shape == (17, 16, 12)
+    batch = next(iter(DataLoader(stream, batch_size=3)))[1]  # collated: (B, K, ...) under the same names
+    assert batch["gt_keypoints"].shape == (3, 17, 2) and batch["gt_heatmaps"].shape == (3, 17, 16, 12)
+
+    det = ["semi.unlabeled=detections", "semi.unlabeled_image_info=annotations/person_keypoints_val2017.json",
+           "semi.unlabeled_detections=person_detection_results/COCO_val2017_detections_AP_H_56_person.json",
+           "semi.unlabeled_images=images/val2017", "semi.det_score_threshold=0.5"]
+    _, _, unl = unlabeled_of("method.kind=posedual", *det)  # detector boxes: no ground truth at all
+    assert set(unl) == {"image", "index"}
+
+
+def test_unlabeled_item_renames_in_one_place_and_refuses_other_keys():
+    from pose.data.semi import unlabeled_gt_keys, unlabeled_item, unlabeled_source_keys
+
+    item = {"image": 1, "index": 2, "keypoints": 3, "visible": 4, "heatmaps": 5, "weights": 6, "matrix": 7}
+    assert unlabeled_item(item) == {"image": 1, "index": 2}
+    assert unlabeled_item(item, unlabeled_gt_keys(True)) == {"image": 1, "index": 2, "gt_keypoints": 3,
+                                                             "gt_visible": 4}
+    assert unlabeled_item(item, unlabeled_gt_keys(True, oracle=True))["gt_weights"] == 6
+    assert unlabeled_gt_keys(False) == ()
+    assert unlabeled_source_keys(("keypoints",)) == ("image", "index", "keypoints")
+    with pytest.raises(ValueError, match="unknown unlabeled ground-truth keys"):
+        unlabeled_item(item, ("matrix",))
+    with pytest.raises(ValueError, match="semi.unlabeled=train_gt"):
+        unlabeled_gt_keys(False, oracle=True)

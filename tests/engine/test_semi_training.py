@@ -119,3 +119,50 @@ def test_presets_command_shows_the_paper_row(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["coco1k-posedual-jc-r18-256x192"]["paper_row"].startswith("semi table")
     assert data["coco1k-posedual-jc-r18-256x192"]["config"]["method"]["kind"] == "posedual"
+
+
+@pytest.mark.parametrize("kind,teacher", [("posecons", "network"), ("posedual", "oracle")])
+def test_training_on_unlabeled_ground_truth_logs_teacher_and_student_pck(coco_mini, tmp_path, kind, teacher):
+    cfg = _mini(coco_mini, tmp_path, get_preset("synth-r18-128x96").config,
+                f"method.kind={kind}", f"method.teacher={teacher}", "method.hard.cutout_joints=5",
+                "data.num_labeled=5", "model.deconv_channels=32", "train.epochs=1", "train.batch_size=6",
+                "train.lr_steps=[1]", f"name={kind}-{teacher}", "train.log_interval=1", size=(32, 64))
+    assert cfg.semi.unlabeled == "train_gt"
+    logged: list[tuple[int, dict]] = []
+    trainer = Trainer(cfg, log_metrics=lambda m, s: logged.append((s, m)), resume=False)
+    trainer.fit()
+    step_logs = [m for s, m in logged if "epoch" not in m]
+    epoch = [m for _, m in logged if "epoch" in m][-1]
+    assert len(step_logs) == 2
+    nets = ["", "_net1", "_net2"] if kind == "posedual" else [""]
+    for key in (f"unsup_{who}_pck{net}" for who in ("teacher", "student") for net in nets):
+        assert all(0.0 <= m[key] <= 1.0 for m in step_logs), key
+        assert 0.0 <= epoch[f"train/{key}"] <= 1.0
+    if teacher == "oracle":  # the sanity check: the ground truth finds its own joints
+        assert all(m["unsup_teacher_pck"] == 1.0 for m in step_logs)
+        assert epoch["train/unsup_teacher_pck"] == 1.0
+
+
+def test_epoch_means_skip_undefined_diagnostics():
+    from pose.engine.loop import train_epoch
+    from pose.experiment import TrainConfig
+    from pose.methods import Method, StepOutput
+
+    class Fake(Method):
+        def __init__(self) -> None:
+            super().__init__()
+            self.networks["net"] = torch.nn.Linear(1, 1)
+            self.values = iter([0.5, float("nan"), 1.0, float("nan")])
+
+        def training_step(self, labeled, unlabeled=None):
+            loss = self.networks["net"](torch.ones(1, 1)).sum() * 0
+            return StepOutput(loss=loss, logs={"loss": 0.0, "pck": next(self.values)})
+
+    method = Fake()
+    opt = torch.optim.SGD(method.parameters(), lr=0.1)
+    batches = [{"image": torch.zeros(1, 3, 2, 2)}] * 4
+    means, step = train_epoch(method, opt, batches, TrainConfig(log_interval=100), torch.device("cpu"))
+    assert step == 4 and means["pck"] == 0.75 and means["loss"] == 0.0  # over the 2 steps that had it
+    method.values = iter([float("nan")] * 4)
+    means, _ = train_epoch(method, opt, batches, TrainConfig(log_interval=100), torch.device("cpu"))
+    assert "pck" in means and math.isnan(means["pck"])  # never defined: NaN, but the key is there

@@ -11,6 +11,7 @@ from pose.engine.components import build_method
 from pose.experiment import ExperimentConfig
 from pose.metainfo import COCO
 from pose.methods import HardView, HardViewConfig, PoseCons, PoseDual
+from pose.methods.hard_view import affine_about_center
 
 torch.set_num_threads(2)
 
@@ -156,3 +157,112 @@ def test_build_method_kinds():
                                                "method.kind=posecons", "method.hard.cutout_joints=5"])
     m = build_method(cfg, COCO)
     assert isinstance(m, PoseCons) and m.hard.cfg.cutout_joints == 5 and m.primary == "net"
+
+
+# ---------------------------------------------------------------------------------------------- ground truth
+def _with_ground_truth(unlabeled: dict, joint: tuple[int, int] = (24, 36), oracle: bool = False) -> dict:
+    """``unlabeled`` plus the gt_ keys of every joint at input pixel ``joint`` (heatmap ``joint / 4``);
+    with ``oracle`` also the codec's heatmaps and weights (joint 0 unlabeled: an all-zero map)."""
+    from pose.codecs.heatmap import HeatmapCodec
+
+    b = unlabeled["image"].shape[0]
+    kps = torch.tensor(joint, dtype=torch.float32).expand(b, K, 2).clone()
+    vis = torch.ones(b, K)
+    vis[:, 0] = 0.0
+    out = {**unlabeled, "gt_keypoints": kps, "gt_visible": vis}
+    if oracle:
+        codec = HeatmapCodec(input_size=(W, H), heatmap_size=(W // 4, H // 4))
+        hm, w = codec.encode_batch(kps.numpy(), vis.numpy())
+        out.update(gt_heatmaps=torch.from_numpy(hm), gt_weights=torch.from_numpy(w))
+    return out
+
+
+class _Recorder:
+    """Wraps a method's hard-view pieces and loss to record what they were given and returned."""
+
+    def __init__(self, method) -> None:
+        self.thetas, self.cutout_joints, self.cutout_inputs, self.losses = [], [], [], []
+        hard_views, cutout, loss_fn = method.hard_views, method.hard.cutout, method.loss_fn
+
+        def record_views(images, teachers):
+            views, theta = hard_views(images, teachers)
+            self.thetas.append(theta)
+            return views, theta
+
+        def record_cutout(images, teacher, generator=None):
+            self.cutout_joints.append(teacher.clone())
+            out, boxes = cutout(images, teacher, generator)
+            self.cutout_inputs.append(out)
+            return out, boxes
+
+        losses = self.losses
+
+        class RecordLoss(nn.Module):
+            def forward(self, pred, target, weights):
+                losses.append((target.clone(), weights.clone()))
+                return loss_fn(pred, target, weights)
+
+        method.hard_views, method.hard.cutout, method.loss_fn = record_views, record_cutout, RecordLoss()
+
+
+@pytest.mark.parametrize("kind", ["posecons", "posedual"])
+def test_the_oracle_teaches_the_warped_gt_heatmaps_with_gt_weights_and_cuts_out_at_the_gt_joints(kind):
+    hard = _hard(cutout_joints=4, cutout_jitter=0.0, cutout_half_size=(2, 2))  # rotation and scale on
+    method = (PoseCons(TinyNet(0), hard, oracle_teacher=True) if kind == "posecons"
+              else PoseDual(TinyNet(0), TinyNet(1), hard, oracle_teacher=True))
+    method.generator = torch.Generator().manual_seed(0)
+    labeled, unlabeled = _batches()
+    unlabeled["image"] = torch.full_like(unlabeled["image"], 200)
+    unlabeled = _with_ground_truth(unlabeled, oracle=True)
+    rec = _Recorder(method)
+    out = method.training_step(labeled, unlabeled)
+    (theta,) = rec.thetas
+    assert not torch.allclose(theta, affine_about_center(torch.zeros(4), torch.ones(4), (W, H)))
+    expected = method.hard.warp_heatmaps(unlabeled["gt_heatmaps"], theta)
+    unsup = rec.losses[1:] if kind == "posecons" else rec.losses[2:]  # after the supervised term(s)
+    assert len(unsup) == (1 if kind == "posecons" else 2)  # PoseDual: both networks taught by the oracle
+    for target, weights in unsup:
+        torch.testing.assert_close(target, expected)
+        torch.testing.assert_close(weights, unlabeled["gt_weights"])
+        assert weights[:, 0].eq(0).all() and weights[:, 1:].eq(1).all()  # an all-zero map teaches nothing
+    for joints, cut in zip(rec.cutout_joints, rec.cutout_inputs):  # placed at the oracle's argmax
+        assert torch.equal(joints, unlabeled["gt_heatmaps"])
+        # every labeled joint's cutout covers input (24, 36): the gt joint, pixel (6, 9) of the heatmap
+        assert cut[:, :, 36, 24].abs().max() < 1e-5 and cut[:, :, 8, 4].abs().min() > 0.5
+    assert out.logs["unsup_teacher_pck"] == 1.0  # the oracle is right by construction
+    assert 0.0 <= out.logs["unsup_student_pck"] <= 1.0
+    if kind == "posedual":
+        assert out.logs["unsup_teacher_pck_net1"] == out.logs["unsup_teacher_pck_net2"] == 1.0
+        assert out.logs["dual_agreement"] == 1.0
+    with pytest.raises(ValueError, match="gt_heatmaps, gt_weights"):
+        method.training_step(labeled, {"image": unlabeled["image"], "index": unlabeled["index"]})
+
+
+@pytest.mark.parametrize("kind", ["posecons", "posedual"])
+def test_ground_truth_is_diagnosed_per_network_and_never_reaches_a_loss(kind):
+    def build():
+        hard = _hard(cutout_joints=3, randaugment=True)
+        m = PoseCons(TinyNet(0), hard) if kind == "posecons" else PoseDual(TinyNet(0), TinyNet(1), hard)
+        m.generator = torch.Generator().manual_seed(0)
+        return m
+
+    labeled, unlabeled = _batches()
+    plain = build().training_step(labeled, unlabeled)
+    assert not any("pck" in k for k in plain.logs)  # no ground truth (detector boxes): absent, not NaN
+    diagnosed = build().training_step(labeled, _with_ground_truth(unlabeled, oracle=True))
+    assert diagnosed.loss.item() == plain.loss.item()  # a network teacher never reads the gt_ keys
+    keys = {"unsup_teacher_pck", "unsup_student_pck"}
+    if kind == "posedual":
+        keys |= {f"{k}_{n}" for k in keys for n in ("net1", "net2")}
+        logs = diagnosed.logs
+        for k in ("unsup_teacher_pck", "unsup_student_pck"):
+            assert logs[k] == pytest.approx(0.5 * (logs[f"{k}_net1"] + logs[f"{k}_net2"]))
+    assert keys <= set(diagnosed.logs) and all(0.0 <= diagnosed.logs[k] <= 1.0 for k in keys)
+    assert {k: v for k, v in diagnosed.logs.items() if k not in keys} == plain.logs
+
+
+def test_build_method_passes_the_teacher_choice():
+    base = ["model.depth=18", "model.deconv_channels=16", "method.kind=posedual"]
+    oracle = apply_overrides(ExperimentConfig(), [*base, "method.teacher=oracle"])
+    assert build_method(oracle, COCO).oracle_teacher
+    assert not build_method(apply_overrides(ExperimentConfig(), base), COCO).oracle_teacher

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from orchestrator.streams import ShardStreams, exactly
@@ -62,3 +63,51 @@ def test_the_plain_engine_refuses_shards_instead_of_ignoring_them(synth_data, sh
 
     with pytest.raises(ValueError, match="data.shards"):
         Trainer(_config(synth_data, shard_dirs, tmp_path, "supervised"))
+
+
+GT_KEYS = {"gt_keypoints", "gt_visible", "gt_heatmaps", "gt_weights"}
+
+
+def test_unlabeled_ground_truth_is_delivered_as_the_file_loader_does(ray_session, synth_data, shard_dirs,
+                                                                      tmp_path):
+    """train_gt + oracle: the unlabeled batches carry the gt_ keys, bit-equal to the file path's items
+    (same instances, seeds and augmentation draws; lossless shards)."""
+    from pose.engine.components import build_datasets, build_train_stream
+
+    cfg = _config(synth_data, shard_dirs, tmp_path, "posedual", "method.teacher=oracle", "data.num_labeled=3")
+    meta = cfg.data.metainfo()
+    pairs = list(ShardStreams(cfg, meta, 0, 1).train_batches(epoch=1))
+    assert pairs and all(set(u) == {"image", "index"} | GT_KEYS for _, u in pairs)
+    assert all("keypoints" not in u and "heatmaps" not in u for _, u in pairs)  # only under the gt_ names
+    train, _ = build_datasets(cfg, meta)
+    mixed = build_train_stream(cfg, meta, train)
+    mixed.set_epoch(1)
+    seen = 0
+    for _, unl in pairs:
+        for row, index in enumerate(unl["index"].tolist()):
+            ref = mixed[index][1]
+            assert set(ref) == set(unl)
+            for key in ref:
+                assert torch.equal(ref[key], unl[key][row]), (key, index)
+            seen += 1
+    full = len(mixed) // cfg.train.batch_size * cfg.train.batch_size  # full batches only
+    assert seen == full and any(float(u["gt_weights"].sum()) > 0 for _, u in pairs)
+    # without the oracle: the diagnostics' keys only
+    net = _config(synth_data, shard_dirs, tmp_path, "posecons", "data.num_labeled=3")
+    _, unl = next(iter(ShardStreams(net, meta, 0, 1).train_batches(epoch=0)))
+    assert set(unl) == {"image", "index", "gt_keypoints", "gt_visible"}
+
+
+def test_an_oracle_run_from_shards_logs_pck_to_mlflow_and_is_tagged_a_diagnosis(ray_session, synth_data,
+                                                                                shard_dirs, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = _config(synth_data, shard_dirs, tmp_path / "runs", "posecons", "method.teacher=oracle",
+                  "data.num_labeled=3")
+    result = run_training(cfg, RunOptions(num_workers=0, tracking_uri=uri, experiment="oracle",
+                                          log_checkpoints=False), plan=ray_session)
+    client = MlflowClient(uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["poselab.diagnosis"] == "oracle_teacher"
+    steps = client.get_metric_history(result.run_id, "train/unsup_teacher_pck")
+    assert len(steps) >= 2 and all(m.value == 1.0 for m in steps)  # every step and the epoch mean
+    assert 0.0 <= run.data.metrics["train/unsup_student_pck"] <= 1.0

@@ -265,3 +265,40 @@ def test_table_subcommand_parses_and_runs(store, capsys):
                                                                                   "AP50", False)
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["metric"] == "AP50"
+
+
+def test_an_oracle_teacher_trial_is_marked_in_the_table_and_the_command(store, capsys, tmp_path):
+    client = store["client"]
+    exp = client.create_experiment("oracle-exp", artifact_location=(tmp_path / "artifacts").as_uri())
+    axes = ["method", "seed"]
+    parent = _run(client, exp, parent_tags("oracle", axes), 5000, status="RUNNING")
+    for i, (method, seed, diagnosis) in enumerate([("posecons", 0, None), ("posecons", 1, None),
+                                                   ("posedual", 0, "oracle_teacher")]):
+        tags = trial_tags(parent, f"{method}-{seed}", {"method": method, "seed": seed}, collapsed=False)
+        if diagnosis:
+            tags["poselab.diagnosis"] = diagnosis
+        _run(client, exp, tags, 5001 + i, metrics={"final/AP": 0.3 + 0.1 * i})
+    _, df = collect_trials(client, "oracle-exp", "oracle")
+    assert df.set_index("trial_id")["diagnosis"].to_dict() == {"posecons-0": "", "posecons-1": "",
+                                                               "posedual-0": "oracle_teacher"}
+    assert "diagnosis" not in table_numbers(df, axes)["stat"].tolist()  # a tag, not a statistic
+    table = build_table(df, axes)
+    assert table.loc["posecons", "AP"] == "35.0 ± 7.1 (2)"
+    assert table.loc["posedual", "AP"] == "50.0 (1)‡"
+    assert "‡ oracle teacher (diagnosis only): posedual-0" in table.attrs["footnotes"]
+    assert run_table_command("oracle-exp", ablation="oracle", tracking_uri=store["uri"]) == 0
+    out = capsys.readouterr().out
+    assert "50.0 (1)‡" in out and "‡ oracle teacher (diagnosis only): posedual-0" in out
+    plain = build_table(df.drop(columns="diagnosis"), axes)  # a table of trials from before the tag
+    assert plain.loc["posedual", "AP"] == "50.0 (1)" and not any("‡" in n for n in plain.attrs["footnotes"])
+
+
+def test_a_run_of_an_oracle_config_gets_the_diagnosis_tag():
+    from orchestrator.train import config_tags
+    from pose.config import apply_overrides
+    from pose.experiment import ExperimentConfig
+
+    oracle = apply_overrides(ExperimentConfig(), ["method.kind=posedual", "method.teacher=oracle"])
+    assert config_tags(oracle) == {"poselab.diagnosis": "oracle_teacher"}
+    assert config_tags(ExperimentConfig()) == {}
+    assert config_tags(apply_overrides(oracle, ["method.teacher=network"])) == {}

@@ -186,6 +186,20 @@ class ExperimentConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     semi: SemiConfig = field(default_factory=SemiConfig)
 
+    def __post_init__(self) -> None:
+        m = self.model
+        if self.method.kind == "posedual" and m.init is not None and m.init_net2 is None:
+            raise ValueError(f"model.init={m.init!r} without model.init_net2: PoseDual's two networks would "
+                             "start identical, which defeats it; give net2 another start (e.g. another seed "
+                             "of the supervised run)")
+        if self.method.kind == "posedual" and m.init is not None and m.init == m.init_net2:
+            raise ValueError(f"model.init and model.init_net2 are both {m.init!r}: PoseDual's two networks "
+                             "would start identical; give net2 another start (e.g. another seed of the "
+                             "supervised run)")
+        if self.method.kind != "posedual" and m.init_net2 is not None:
+            raise ValueError(f"model.init_net2={m.init_net2!r} starts PoseDual's second network, but "
+                             f"method.kind={self.method.kind!r} has one network")
+
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name

@@ -277,7 +277,7 @@ def test_warm_start_stage_runs_supervised_per_seed_and_starts_every_trial(tmp_pa
     assert stage.seeds == (0, 1, 2) and stage.origin == "the spec's base"
     assert stage.base.method.kind == "supervised"
     assert (stage.base.train.epochs, stage.base.train.lr_steps) == (40, (30,))
-    assert stage.base.semi.num_unlabeled == 200 and stage.base.model == spec.base.model  # its base + overrides
+    assert stage.base.semi.num_unlabeled == 200 and stage.base.model == spec.base.model  # base + overrides
     assert stage.describe() == {"base": "the spec's base", "seeds": [0, 1, 2],
                                 "overrides": {"train.epochs": 40, "train.lr_steps": [30]}}
     stage_trials = stage.stage_trials(spec.name)

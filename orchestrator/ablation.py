@@ -7,6 +7,11 @@ passed to the Tuner). Everything is keyed deterministically, so rerunning the sa
 driver was killed resumes: ``Tuner.restore`` skips finished trials and restarts unfinished ones,
 whose trainings continue from their checkpoints and their MLflow child runs; the parent run is found
 again by its key.
+
+An optional warm-start stage (spec key ``warm_start``, :mod:`orchestrator.warm_start`) runs first, in the
+same call, as its own Tune grid (``<ablation>__warm_start``) of supervised runs, one per seed, tracked as
+child runs of the same parent run with ``poselab.role=stage`` and ``poselab.stage=warm_start``; the grid's
+trials then start from its checkpoints (``model.init``). It resumes like the grid.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from orchestrator.ablation_spec import AblationSpec, GridPlan, Trial, expand_grid
 from orchestrator.resources import ResourcePlan
+from orchestrator.stage_table import collect_stage, stage_summary, stage_tags
 from orchestrator.table import (
     build_table,
     collect_trials,
@@ -41,6 +47,7 @@ from orchestrator.train import (
     storage_join,
     storage_root,
 )
+from orchestrator.warm_start import STAGE
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +102,21 @@ def _trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
 
     trial = Trial.from_dict(config["trial"])
     ctx = context
+    stage = ctx.get("stage")  # None for the grid's trials, "warm_start" for the warm-start stage's runs
     finished = _finished_run(ctx, trial)
     if finished is not None:  # Tune's state lagged behind a killed driver: report, do not train again
         run_id, final = finished
-        print(f"{trial.trial_id}: already finished (MLflow run {run_id}); not rerun", flush=True)
+        print(f"{_label(trial.trial_id, stage)}: already finished (MLflow run {run_id}); not rerun",
+              flush=True)
         ray.tune.report({**final, "done": True, "mlflow_run_id": run_id})
         return
     plan = ResourcePlan(**ctx["plan"])
-    options = RunOptions(**ctx["run_options"], parent_run_id=ctx["parent_run_id"],
-                         run_key=child_run_key(ctx["parent_run_id"], trial.trial_id),
-                         tags={**trial_tags(ctx["parent_run_id"], trial.trial_id, trial.axes), **ctx["tags"],
-                               "poselab.run_dir": str(trial.config.run_dir)})
+    parent = ctx["parent_run_id"]
+    tags = (stage_tags(parent, stage, trial.trial_id, trial.axes) if stage
+            else trial_tags(parent, trial.trial_id, trial.axes))
+    options = RunOptions(**ctx["run_options"], parent_run_id=parent,
+                         run_key=child_run_key(parent, trial.trial_id, stage),
+                         tags={**tags, **ctx["tags"], "poselab.run_dir": str(trial.config.run_dir)})
     callbacks = []
     if options.num_workers > 0:  # Train reports (every epoch) reach Tune and its scheduler
         from ray.tune.integration.ray_train import TuneReportCallback
@@ -116,10 +127,16 @@ def _trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
                      "mlflow_run_id": result.run_id})
 
 
-def child_run_key(parent_run_id: str, trial_id: str) -> str:
+def child_run_key(parent_run_id: str, trial_id: str, stage: str | None = None) -> str:
     """The MLflow run key of a trial: under its parent *run*, so a resumed ablation (same parent run)
-    finds its children again and a restarted one (a new parent run) starts new ones."""
-    return f"{parent_run_id}/{trial_id}"
+    finds its children again and a restarted one (a new parent run) starts new ones. A stage's run
+    (``stage``, e.g. ``warm_start``) is keyed apart from a grid trial with the same id."""
+    return f"{parent_run_id}/{stage}/{trial_id}" if stage else f"{parent_run_id}/{trial_id}"
+
+
+def _label(trial_id: str, stage: str | None) -> str:
+    """How progress lines name a trial: its id, or ``<stage>/<id>`` for a stage's run."""
+    return f"{stage}/{trial_id}" if stage else trial_id
 
 
 def _finished_run(ctx: dict[str, Any], trial: Trial) -> tuple[str, dict[str, float]] | None:
@@ -130,7 +147,7 @@ def _finished_run(ctx: dict[str, Any], trial: Trial) -> tuple[str, dict[str, flo
 
     client = MlflowClient(tracking_uri=ctx["run_options"]["tracking_uri"])
     experiment = client.get_experiment_by_name(ctx["run_options"]["experiment"])
-    key = child_run_key(ctx["parent_run_id"], trial.trial_id)
+    key = child_run_key(ctx["parent_run_id"], trial.trial_id, ctx.get("stage"))
     run_id = find_run(client, experiment.experiment_id, key) if experiment else None
     if run_id is None:
         return None
@@ -140,9 +157,10 @@ def _finished_run(ctx: dict[str, Any], trial: Trial) -> tuple[str, dict[str, flo
 
 
 class _StatusPrinter:
-    """Prints one line per trial event (start, epoch result, end) with the trial's axes."""
+    """Prints one line per trial event (start, epoch result, end) with the trial's axes (a stage's
+    trials as ``<stage>/<id>``)."""
 
-    def __new__(cls, total: int):
+    def __new__(cls, total: int, stage: str | None = None):
         from ray.tune import Callback
 
         class Printer(Callback):
@@ -151,7 +169,7 @@ class _StatusPrinter:
                 self.done = 0
 
             def _say(self, trial, text: str) -> None:
-                tid = trial.config.get("trial", {}).get("trial_id", trial.trial_id)
+                tid = _label(trial.config.get("trial", {}).get("trial_id", trial.trial_id), stage)
                 print(f"[{time.monotonic() - self.t0:6.0f}s] {tid}: {text}", flush=True)
 
             def on_trial_start(self, iteration, trials, trial, **info):
@@ -178,7 +196,8 @@ class _StatusPrinter:
 
 
 def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions()) -> str:
-    """Run (or resume) the grid of ``spec``; log and return the table text.
+    """Run (or resume) the grid of ``spec``, after its warm-start stage when it has one; log and return
+    the table text.
 
     Ray must be initialised by the caller (``ray.init`` locally, or the cluster the job runs on).
     """
@@ -190,29 +209,48 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
     if plan.skipped:
         print(plan.skipped_summary(), flush=True)
     out_dir = options.output_dir or spec.base.output_dir
-    trials = [replace(t, config=absolute_paths(replace(t.config, output_dir=out_dir))) for t in plan.trials]
+
+    def placed(trial: Trial) -> Trial:
+        return replace(trial, config=absolute_paths(replace(trial.config, output_dir=out_dir)))
+
+    trials = [placed(t) for t in plan.trials]
+    warm = spec.warm_start
+    stage_trials = [placed(t) for t in warm.stage_trials(spec.name)] if warm is not None else []
+    if warm is not None:
+        trials = list(warm.attach(trials, stage_trials))
+        note = warm.label_note(trials)
+        if note:
+            print(note, flush=True)
     storage = storage_root(options.storage_path or Path(out_dir) / "tune")
     tune_name = safe_name(spec.name)
     location = storage_join(storage, tune_name)
+    stage_name = safe_name(f"{spec.name}/{STAGE}")
+    stage_location = storage_join(storage, stage_name)
 
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = get_or_create_experiment(client, options.experiment, tracking_uri)
     parent_key = f"ablation:{location}"
-    restoring = ray.tune.Tuner.can_restore(location) and not options.restart
+    locations = [location, *([stage_location] if warm is not None else [])]
+    restoring = any(ray.tune.Tuner.can_restore(loc) for loc in locations) and not options.restart
     if options.restart:  # start over: the Tune state and the trials' run directories go
-        for path in [location, *(str(t.config.run_dir) for t in trials)]:
+        for path in [*locations, *(str(t.config.run_dir) for t in [*stage_trials, *trials])]:
             remove_storage_dir(path)
-    parent_id, resumed = start_run(client, experiment_id, parent_key, spec.name,
-                                   params={"spec": spec.source, "trials": len(trials), "axes": spec.axis_names},
+    params: dict[str, Any] = {"spec": spec.source, "trials": len(trials), "axes": spec.axis_names}
+    if warm is not None:
+        params[STAGE] = warm.describe()
+    parent_id, resumed = start_run(client, experiment_id, parent_key, spec.name, params=params,
                                    tags={**parent_tags(spec.name, spec.axis_names), **options.extra_tags},
                                    reuse=restoring)
-    print(f"ablation {spec.name}: {len(trials)} trials ({'resuming' if restoring else 'new'}; MLflow parent run "
-          f"{parent_id} in experiment '{options.experiment}')", flush=True)
+    stage_text = (f" after a warm-start stage of {len(stage_trials)} supervised runs (seeds "
+                  f"{', '.join(map(str, warm.seeds))})" if warm is not None else "")
+    print(f"ablation {spec.name}: {len(trials)} trials{stage_text} ({'resuming' if restoring else 'new'}; "
+          f"MLflow parent run {parent_id} in experiment '{options.experiment}')", flush=True)
 
     cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
     cpus_per_trial = options.cpus_per_trial or (1.0 if options.workers == 0 else options.workers + 0.1)
-    limit = options.max_concurrent_trials or concurrency(cluster_cpus, cpus_per_trial, len(trials))
+    limit = options.max_concurrent_trials or concurrency(cluster_cpus, cpus_per_trial,
+                                                         max(len(trials), len(stage_trials)))
     cores = os.cpu_count() or 1
     threads = max(1, cores // limit) if options.workers == 0 else max(1, cores // max(limit * options.workers, 1))
     trial_plan = ResourcePlan("fits", None, 1.0, 0.0, threads,
@@ -221,34 +259,26 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
 
     run_options = dict(num_workers=options.workers, use_gpu=options.use_gpu, tracking_uri=tracking_uri,
                        experiment=options.experiment, max_failures=options.max_failures,
-                       storage_path=storage_join(location, "train"), stop_on_collapse=spec.stop_collapsed,
-                       log_checkpoints=options.log_checkpoints)
-    context = {"parent_run_id": parent_id, "plan": asdict(trial_plan),
-               "run_options": run_options, "tags": dict(options.extra_tags)}
-    trainable = ray.tune.with_resources(ray.tune.with_parameters(_trial_fn, context=context),
-                                        {"CPU": cpus_per_trial if options.workers == 0 else 0.1})
+                       stop_on_collapse=spec.stop_collapsed, log_checkpoints=options.log_checkpoints)
+    context = {"parent_run_id": parent_id, "plan": asdict(trial_plan), "run_options": run_options,
+               "tags": dict(options.extra_tags)}
+    grid = _Grid(options, cpus_per_trial, limit, storage, context)
+    if warm is not None:
+        print(f"warm-start stage: {len(stage_trials)} supervised runs in {Path(out_dir) / spec.name / STAGE}",
+              flush=True)
+        stage_results = grid.fit(stage_trials, stage_name, stage_location, STAGE, scheduler=None)
+        if stage_results.num_errors:
+            client.set_terminated(parent_id, status="FAILED")
+            return (f"{spec.name}: {stage_results.num_errors} of {len(stage_trials)} warm-start runs failed "
+                    f"(see {stage_location}); the grid did not start. Rerun the same command to retry "
+                    "them.\n")
     scheduler = None
     if spec.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
         scheduler = ASHAScheduler(time_attr="epoch", metric="val/best_AP", mode="max",
                                   max_t=max(t.config.train.epochs for t in trials), grace_period=1)
-    if restoring:
-        tuner = ray.tune.Tuner.restore(location, trainable, resume_unfinished=True,
-                                       resume_errored=True)
-    else:
-        tuner = ray.tune.Tuner(
-            trainable,
-            param_space={"trial": ray.tune.grid_search([t.to_dict() for t in trials])},
-            tune_config=ray.tune.TuneConfig(max_concurrent_trials=limit, scheduler=scheduler, reuse_actors=True,
-                                            trial_name_creator=lambda t: t.config["trial"]["trial_id"],
-                                            trial_dirname_creator=lambda t: safe_name(t.config["trial"]["trial_id"])),
-            run_config=ray.tune.RunConfig(name=tune_name, storage_path=storage, verbose=0,
-                                          callbacks=[_StatusPrinter(len(trials))],
-                                          checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=2),
-                                          failure_config=ray.tune.FailureConfig(max_failures=options.max_failures)),
-        )
-    results = tuner.fit()
+    results = grid.fit(trials, tune_name, location, None, scheduler)
     errors = results.num_errors
     client.set_terminated(parent_id, status="FINISHED" if errors == 0 else "FAILED")
 
@@ -256,10 +286,54 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
     numbers = table_numbers(df, parent.axes, spec.metric)
     table = build_table(df, parent.axes, spec.metric)
     title = f"{spec.name}: {spec.metric} (experiment {options.experiment}, parent run {parent.run_id})"
-    log_table(client, parent.run_id, numbers, table, to_markdown(table, title))
-    client.log_dict(parent.run_id, {"spec": spec.source, "trials": [t.trial_id for t in trials],
-                                    "skipped": [s.label for s in plan.skipped]}, "results/grid.json")
-    text = format_text(table, title)
+    line = stage_summary(collect_stage(client, parent, STAGE), spec.metric, STAGE) if warm is not None else ""
+    summary = f"\n{line}\n" if line else ""  # the stage's runs are not cells of the table: a line under it
+    log_table(client, parent.run_id, numbers, table, to_markdown(table, title) + summary)
+    grid_record: dict[str, Any] = {"spec": spec.source, "trials": [t.trial_id for t in trials],
+                                   "skipped": [s.label for s in plan.skipped]}
+    if warm is not None:
+        grid_record[STAGE] = {**warm.describe(), "trials": [t.trial_id for t in stage_trials],
+                              "run_dirs": [str(t.config.run_dir) for t in stage_trials]}
+    client.log_dict(parent.run_id, grid_record, "results/grid.json")
+    text = format_text(table, title) + summary
     if errors:
         text += f"\n{errors} trial(s) failed: see {location}\n"
     return text
+
+
+class _Grid:
+    """Runs (or restores) one Tune grid of trials: the ablation's, or its warm-start stage's."""
+
+    def __init__(self, options: AblationOptions, cpus_per_trial: float, limit: int, storage: str,
+                 context: dict[str, Any]) -> None:
+        self.options, self.cpus_per_trial, self.limit, self.storage = options, cpus_per_trial, limit, storage
+        self.context = context
+
+    def fit(self, trials: list[Trial], name: str, location: str, stage: str | None, scheduler: Any):
+        """``Tuner(...).fit()`` over ``trials`` in ``location`` (``Tuner.restore`` when it holds an
+        interrupted grid and the ablation is not restarted); returns Tune's ``ResultGrid``."""
+        import ray.tune
+
+        options = self.options
+        run_options = {**self.context["run_options"], "storage_path": storage_join(location, "train")}
+        context = {**self.context, "stage": stage, "run_options": run_options}
+        trainable = ray.tune.with_resources(ray.tune.with_parameters(_trial_fn, context=context),
+                                            {"CPU": self.cpus_per_trial if options.workers == 0 else 0.1})
+        if ray.tune.Tuner.can_restore(location) and not options.restart:
+            tuner = ray.tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = ray.tune.Tuner(
+                trainable,
+                param_space={"trial": ray.tune.grid_search([t.to_dict() for t in trials])},
+                tune_config=ray.tune.TuneConfig(
+                    max_concurrent_trials=min(self.limit, len(trials)), scheduler=scheduler,
+                    reuse_actors=True,
+                    trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+                    trial_dirname_creator=lambda t: safe_name(t.config["trial"]["trial_id"])),
+                run_config=ray.tune.RunConfig(
+                    name=name, storage_path=self.storage, verbose=0,
+                    callbacks=[_StatusPrinter(len(trials), stage)],
+                    checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=2),
+                    failure_config=ray.tune.FailureConfig(max_failures=options.max_failures)),
+            )
+        return tuner.fit()

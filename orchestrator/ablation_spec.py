@@ -19,6 +19,8 @@ axes whose every combination is one trial::
     when:                                     # optional: overrides for the trials with one axis value
       method=supervised: {train.epochs: 60}   #   ("axis=value" as the trial id writes it)
     synth: {profile: quick, images: 2000}     # optional: how to generate a missing SynthPose data.root
+    warm_start: {seeds: [0, 1, 2]}            # optional: supervised runs first; their checkpoints start the
+                                              #   grid's networks (model.init): orchestrator.warm_start
 
 Named axes: ``method`` -> ``method.kind``, ``label_budget`` -> ``data.num_labeled``, ``seed`` ->
 ``train.seed`` and ``augmentation`` -> a bundle of :data:`AUGMENTATIONS` applied to ``method.hard``.
@@ -42,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pose.config import KEYS_HINT, ConfigError, dict_paths, from_dict, to_dict, unknown_key_message
 from pose.tasks import AnyExperimentConfig, config_from_dict, load_experiment_file
@@ -50,8 +52,11 @@ from pose.methods.hard_view import HardViewConfig
 from pose.names import closest, closest_keys, did_you_mean, suggest, with_suggestion
 from pose.synth.config import SynthConfig, profile_config
 
+if TYPE_CHECKING:
+    from orchestrator.warm_start import WarmStartSpec
+
 SPEC_KEYS = ("name", "preset", "config", "overrides", "axes", "metric", "scheduler", "stop_collapsed", "when",
-             "synth")
+             "synth", "warm_start")
 """The top-level keys of a spec; any other key is an error."""
 
 AXIS_FIELDS: dict[str, str] = {
@@ -215,6 +220,9 @@ class AblationSpec:
         synth: how ``pipelines/ablation.py`` generates ``data.root`` when it is missing: a
             :class:`~pose.synth.SynthConfig` built from the spec's ``synth`` mapping (``profile``,
             ``images``, ``seed``, ``format`` and any other SynthConfig field), or ``None``.
+        warm_start: the warm-start stage (:class:`orchestrator.warm_start.WarmStartSpec`: supervised
+            runs, one per seed, run before the grid; their checkpoints start the trials' networks), or
+            ``None``.
     """
 
     name: str
@@ -227,6 +235,7 @@ class AblationSpec:
     stop_collapsed: bool = False
     when: tuple[tuple[str, Any, tuple[tuple[str, Any], ...]], ...] = ()
     synth: SynthConfig | None = None
+    warm_start: WarmStartSpec | None = None
 
     @property
     def axis_names(self) -> list[str]:
@@ -293,8 +302,15 @@ class AblationSpec:
         axes = cls._parse_axes(data.get("axes"), list(overrides), base, fail)
         when = cls._parse_when(data.get("when"), axes, base, fail)
         synth = cls._synth_config(data.get("synth"), fail)
-        return cls(name=name, base=base, overrides=tuple(overrides.items()), axes=axes, metric=metric,
-                   source=source, scheduler=scheduler, stop_collapsed=stop_collapsed, when=when, synth=synth)
+        from orchestrator.warm_start import WarmStartSpec
+
+        warm_start = WarmStartSpec.parse(data.get("warm_start"), base, base_dir, fail)
+        spec = cls(name=name, base=base, overrides=tuple(overrides.items()), axes=axes, metric=metric,
+                   source=source, scheduler=scheduler, stop_collapsed=stop_collapsed, when=when, synth=synth,
+                   warm_start=warm_start)
+        if warm_start is not None:
+            warm_start.check_grid(expand_grid(spec).trials, fail)
+        return spec
 
     def conditional_overrides(self, axes: Mapping[str, Any]) -> list[tuple[str, Any]]:
         """The ``when`` overrides that apply to a trial with these axis values, in spec order."""

@@ -70,8 +70,10 @@ def _run_train(args: argparse.Namespace) -> int:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
     if args.engine == "plain":
+        from orchestrator.train import resolve_init
         from pose.engine.trainer import Trainer
 
+        cfg, _ = resolve_init(cfg, args.tracking_uri)  # runs:/ sources -> checkpoints (pose/ has no MLflow)
         final = Trainer(cfg, resume=not args.no_resume).fit()
         print(json.dumps({k: round(v, 4) for k, v in final.items()}))
         return 0

@@ -11,7 +11,10 @@ The MLflow contract (written by the ablation driver, read here):
   ``orchestrator.train.run_training`` from the config); the run status
   (FINISHED / FAILED / KILLED / RUNNING / SCHEDULED);
 * final metrics of the trial's primary network: ``final/<stat>`` (``final/AP``, ``final/AP50``, ...),
-  COCO statistics in [0, 1].
+  COCO statistics in [0, 1];
+* warm-start stage runs (``orchestrator.stage_table``): children too, but ``poselab.role`` = ``stage``
+  and ``poselab.stage`` = ``warm_start``, so they never enter the table; a line under it gives their
+  metric by seed.
 
 :func:`parent_tags` and :func:`trial_tags` build those tags. The newest parent run of an ablation is
 the one read; a trial id logged by several child runs (a retried trial) counts once, by its newest run.
@@ -54,6 +57,8 @@ TAG_DIAGNOSIS = "poselab.diagnosis"
 TAG_PARENT_RUN = "mlflow.parentRunId"
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
+ROLE_STAGE = "stage"
+TAG_STAGE = "poselab.stage"
 FINAL_PREFIX = "final/"
 
 FINISHED = "FINISHED"
@@ -572,11 +577,13 @@ def run_table_command(experiment: str, ablation: str | None = None, tracking_uri
     """
     from mlflow.tracking import MlflowClient
 
+    from orchestrator.stage_table import collect_stage, stage_summary
     from orchestrator.tracking import resolve_tracking_uri
 
     client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
     try:
         parent, df = collect_trials(client, experiment, ablation)
+        stage = collect_stage(client, parent)  # warm-start runs: a line under the table, never in it
         if df.empty:
             print(f"ablation {parent.ablation!r} (parent run {parent.run_id}) has no trial runs yet")
             return 1
@@ -589,12 +596,13 @@ def run_table_command(experiment: str, ablation: str | None = None, tracking_uri
     if as_json:
         print(json.dumps({"experiment": experiment, "ablation": parent.ablation,
                           "parent_run_id": parent.run_id, "axes": list(parent.axes), "metric": metric,
-                          "trials": len(df), "numbers": json.loads(numbers.to_json(orient="records"))},
-                         indent=2))
-    else:
-        print(format_text(table, title), end="")
+                          "trials": len(df), "numbers": json.loads(numbers.to_json(orient="records")),
+                          "warm_start": json.loads(stage.to_json(orient="records"))}, indent=2))
+    summary = f"\n{stage_summary(stage, metric)}\n" if len(stage) else ""
+    if not as_json:
+        print(format_text(table, title) + summary, end="")
     if log_to_parent:
-        log_table(client, parent.run_id, numbers, table, to_markdown(table, title))
+        log_table(client, parent.run_id, numbers, table, to_markdown(table, title) + summary)
     return 0
 
 

@@ -26,6 +26,9 @@ from mlflow.tracking import MlflowClient
 log = logging.getLogger(__name__)
 
 RUN_KEY_TAG = "poselab.run_key"
+RUN_DIR_TAG = "poselab.run_dir"
+CHECKPOINT_ARTIFACT = "checkpoints/last.pth"
+RUNS_URI_PREFIX = "runs:/"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -157,3 +160,42 @@ class RunLogger:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+def run_checkpoint(client: MlflowClient, uri: str, download_dir: str | Path) -> Path:
+    """The ``last.pth`` of the poselab run ``runs:/<run id>``: ``<tag poselab.run_dir>/last.pth`` when that
+    file exists, else the run's logged artifact ``checkpoints/last.pth``, downloaded to
+    ``download_dir/<run id>/last.pth`` (once: a later call finds the copy).
+
+    Raises:
+        ValueError: not a ``runs:/<run id>`` URI, no such run, or neither checkpoint exists (the message
+            says where it looked).
+    """
+    from mlflow.exceptions import MlflowException
+
+    if not uri.startswith(RUNS_URI_PREFIX) or not uri[len(RUNS_URI_PREFIX):].strip("/"):
+        raise ValueError(f"{uri!r} is not an MLflow run URI (runs:/<run id>)")
+    run_id = uri[len(RUNS_URI_PREFIX):].strip("/")
+    if "/" in run_id:
+        raise ValueError(f"{uri!r}: give the run only (runs:/<run id>); its checkpoint is found from the run")
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as e:
+        raise ValueError(f"{uri}: no such MLflow run in {client.tracking_uri} ({e.message})") from None
+    tagged = run.data.tags.get(RUN_DIR_TAG)
+    if tagged and (Path(tagged) / "last.pth").is_file():
+        return Path(tagged) / "last.pth"
+    copy = Path(download_dir) / run_id / Path(CHECKPOINT_ARTIFACT).name
+    if copy.is_file():
+        return copy
+    logged = {a.path for a in client.list_artifacts(run_id, str(Path(CHECKPOINT_ARTIFACT).parent))}
+    if CHECKPOINT_ARTIFACT not in logged:
+        where = f"its run directory {tagged} has no last.pth" if tagged else f"it has no tag {RUN_DIR_TAG}"
+        raise ValueError(f"{uri}: no checkpoint found: {where} and it logged no {CHECKPOINT_ARTIFACT} "
+                         "artifact")
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    log.info("%s: %s is missing; downloading its logged %s", uri, tagged or RUN_DIR_TAG, CHECKPOINT_ARTIFACT)
+    got = Path(client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(copy.parent)))
+    if got != copy:
+        got.replace(copy)
+    return copy

@@ -2,7 +2,9 @@
 
 :func:`run_training` is what ``poselab train`` and every ablation trial call. It
 
-1. makes the config's paths absolute (Ray workers need not share the driver's working directory);
+1. makes the config's paths absolute (Ray workers need not share the driver's working directory) and
+   resolves ``runs:/<run id>`` warm-start sources (``model.init``, ``model.init_net2``) to checkpoint
+   files (:func:`resolve_init`; the run's MLflow tags ``poselab.init*`` record them);
 2. opens (or resumes) the run's MLflow run, keyed by the run directory, so a rerun continues the same
    MLflow run and never creates a duplicate (a diagnosis-only config is tagged ``poselab.diagnosis``);
 3. starts or joins Ray with a CPU plan that keeps Train workers and data loading from deadlocking on
@@ -26,7 +28,14 @@ from typing import Any
 
 from orchestrator.resources import ResourcePlan, plan_resources
 from orchestrator.table import TAG_DIAGNOSIS
-from orchestrator.tracking import get_or_create_experiment, resolve_tracking_uri, start_run
+from orchestrator.tracking import (
+    RUN_DIR_TAG,
+    RUNS_URI_PREFIX,
+    get_or_create_experiment,
+    resolve_tracking_uri,
+    run_checkpoint,
+    start_run,
+)
 from orchestrator.worker import WorkerSettings, loop_config, train_loop_per_worker
 from pose.config import to_dict
 from pose.tasks import AnyExperimentConfig
@@ -34,6 +43,11 @@ from pose.tasks import AnyExperimentConfig
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "poselab"
+INIT_TAGS = {"init": "poselab.init", "init_net2": "poselab.init_net2"}
+"""MLflow tags of a warm-started run: the checkpoint file each network started from."""
+INIT_DOWNLOADS = "init"
+"""Subdirectory of a run directory with ``runs:/`` checkpoints downloaded from MLflow and
+``sources.json`` (each ``runs:/`` source -> the checkpoint file it was resolved to)."""
 
 
 @dataclass(frozen=True)
@@ -98,18 +112,72 @@ class TrainResult:
 
 
 def absolute_paths(cfg: AnyExperimentConfig, cwd: str | Path | None = None) -> AnyExperimentConfig:
-    """``data.root``, ``data.shards``, ``output_dir`` and ``model.pretrained`` made absolute
-    against ``cwd``."""
+    """``data.root``, ``data.shards``, ``output_dir``, ``model.pretrained`` and ``model.init`` /
+    ``model.init_net2`` (unless ``runs:/`` URIs) made absolute against ``cwd``."""
     base = Path(cwd or os.getcwd())
 
     def absolute(p: str) -> str:
-        return p if not p or Path(p).is_absolute() else str((base / p).resolve())
+        if not p or Path(p).is_absolute() or p.startswith(RUNS_URI_PREFIX):
+            return p
+        return str((base / p).resolve())
 
     model = dataclasses.replace(cfg.model, pretrained=absolute(cfg.model.pretrained))
+    if hasattr(cfg.model, "init"):  # top-down models (bottom-up ones have no warm start)
+        model = dataclasses.replace(model, init=absolute(cfg.model.init),
+                                    init_net2=absolute(cfg.model.init_net2))
     data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root))
     if hasattr(cfg.data, "shards"):
         data = dataclasses.replace(data, shards=absolute(cfg.data.shards))
     return dataclasses.replace(cfg, output_dir=absolute(cfg.output_dir), data=data, model=model)
+
+
+def resolve_init(cfg: AnyExperimentConfig, tracking_uri: str | None = None
+                 ) -> tuple[AnyExperimentConfig, dict[str, str]]:
+    """``cfg`` with ``runs:/<run id>`` sources of ``model.init`` / ``model.init_net2`` replaced by the
+    run's checkpoint file (:func:`orchestrator.tracking.run_checkpoint`; a logged artifact is
+    downloaded under ``<run dir>/init/``), and the MLflow tags that record the sources: ``poselab.init``
+    / ``poselab.init_net2`` = the checkpoint file, ``poselab.init_source`` / ``poselab.init_net2_source``
+    = the ``runs:/`` URI it came from. No MLflow access unless a source is a ``runs:/`` URI.
+
+    Each resolution is recorded in ``<run dir>/init/sources.json``; a rerun of the same run takes the
+    recorded file while it exists or while the run has a ``last.pth`` to resume from (so a resumed run
+    keeps its config even when the source run's directory is gone: it is not warm-started again).
+
+    Raises:
+        ValueError: a ``runs:/`` source without a checkpoint (see ``run_checkpoint``).
+    """
+    model = cfg.model
+    if getattr(model, "init", None) is None:
+        return cfg, {}
+    changes: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    record = cfg.run_dir / INIT_DOWNLOADS / "sources.json"
+    known: dict[str, str] = json.loads(record.read_text()) if record.is_file() else {}
+    resuming = (cfg.run_dir / "last.pth").is_file()
+    for field_name, tag in INIT_TAGS.items():
+        source = getattr(model, field_name)
+        if source is None:
+            continue
+        if source.startswith(RUNS_URI_PREFIX):
+            path = known.get(source)
+            if path is None or not (resuming or Path(path).is_file()):
+                from mlflow.tracking import MlflowClient
+
+                client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+                try:
+                    path = str(run_checkpoint(client, source, cfg.run_dir / INIT_DOWNLOADS))
+                except ValueError as e:
+                    raise ValueError(f"model.{field_name}: {e}") from None
+                known[source] = path
+            log.info("model.%s: %s -> %s", field_name, source, path)
+            changes[field_name] = path
+            tags[f"{tag}_source"] = source
+        tags[tag] = changes.get(field_name, source)
+    if changes:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(known, indent=2))
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(model, **changes))
+    return cfg, tags
 
 
 def storage_root(path: str | Path) -> str:
@@ -208,18 +276,19 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
         for d in (str(run_dir), storage_join(storage, ray_name)):
             log.info("--no-resume: removing %s (if present)", d)
             remove_storage_dir(d)
+    tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    cfg, init_tags = resolve_init(cfg, tracking_uri)
     changed = _config_changed(run_dir, cfg)
     if changed:
         raise ValueError(f"{run_dir} holds an interrupted run with a different config (sections: "
                          f"{', '.join(changed)}): rerun with --no-resume to start over, or change `name`")
 
-    tracking_uri = resolve_tracking_uri(options.tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = get_or_create_experiment(client, options.experiment, tracking_uri)
     run_key = options.run_key or str(run_dir)
-    tags = config_tags(cfg)
-    run_id, resumed = start_run(client, experiment_id, run_key, cfg.name, to_dict(cfg),
-                                {**tags, **options.tags}, options.parent_run_id, reuse=options.resume)
+    tags = {RUN_DIR_TAG: str(run_dir), **config_tags(cfg), **init_tags, **options.tags}
+    run_id, resumed = start_run(client, experiment_id, run_key, cfg.name, to_dict(cfg), tags,
+                                options.parent_run_id, reuse=options.resume)
     if resumed:
         log.info("continuing MLflow run %s (%s)", run_id, run_key)
         for key, value in tags.items():

@@ -162,7 +162,10 @@ class WorkerRun:
         if settings.torch_threads > 0:
             torch.set_num_threads(settings.torch_threads)
         seed_everything(cfg.train.seed)  # identical initialisation on every rank
-        self.parts = build_parts(cfg)
+        # a run that resumes (from Ray's checkpoint or its own last.pth) is not warm-started from model.init
+        resuming = self.session.latest_checkpoint() is not None or (
+            settings.resume and (cfg.run_dir / "last.pth").exists())
+        self.parts = build_parts(cfg, load_init=not resuming)
         self.meta = self.parts.meta
         self.train_stream, self.val_set = self.parts.train_stream, self.parts.val_set
         self.shards = None

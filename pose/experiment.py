@@ -205,6 +205,18 @@ class ExperimentConfig:
             raise ConfigError(f"method.teacher=oracle needs the unlabeled crops' ground truth: "
                               f"semi.unlabeled=train_gt, got semi.unlabeled={self.semi.unlabeled} "
                               f"(method.kind={self.method.kind})")
+        m = self.model
+        if self.method.kind == "posedual" and m.init is not None and m.init_net2 is None:
+            raise ValueError(f"model.init={m.init!r} without model.init_net2: PoseDual's two networks would "
+                             "start identical, which defeats it; give net2 another start (e.g. another seed "
+                             "of the supervised run)")
+        if self.method.kind == "posedual" and m.init is not None and m.init == m.init_net2:
+            raise ValueError(f"model.init and model.init_net2 are both {m.init!r}: PoseDual's two networks "
+                             "would start identical; give net2 another start (e.g. another seed of the "
+                             "supervised run)")
+        if self.method.kind != "posedual" and m.init_net2 is not None:
+            raise ValueError(f"model.init_net2={m.init_net2!r} starts PoseDual's second network, but "
+                             f"method.kind={self.method.kind!r} has one network")
 
     @property
     def diagnosis(self) -> str:

@@ -16,6 +16,7 @@ from pose.metainfo import DatasetMeta
 from pose.methods import HardView, Method, PoseCons, PoseDual, Supervised
 from pose.models.build import build_topdown_model
 from pose.names import with_suggestion
+from pose.models.warm_start import init_networks
 
 UNLABELED_SEED_OFFSET = 1_000_003
 """The unlabeled dataset draws its easy augmentation from ``train.seed + UNLABELED_SEED_OFFSET``, so an
@@ -111,28 +112,38 @@ def _build_network(cfg: ExperimentConfig, meta: DatasetMeta, seed: int | None = 
         return build_topdown_model(cfg.model, meta.num_keypoints)
 
 
-def build_method(cfg: ExperimentConfig, meta: DatasetMeta) -> Method:
+def build_method(cfg: ExperimentConfig, meta: DatasetMeta, load_init: bool = True) -> Method:
+    """The method of ``cfg`` with its network(s). With ``load_init`` (default) and ``model.init`` set, the
+    networks are warm-started from the earlier run's checkpoint(s) (:func:`pose.models.init_networks`);
+    a loop that resumes its own run passes ``load_init=False`` (the resumed state replaces them anyway,
+    and the source need not exist any more)."""
     if cfg.model.output_stride != cfg.codec.stride:
         raise ValueError(
             f"model output stride {cfg.model.output_stride} does not match the codec's stride {cfg.codec.stride:g} "
             f"(codec.input_size={list(cfg.codec.input_size)}, codec.heatmap_size={list(cfg.codec.heatmap_size)})"
         )
     m = cfg.method
+    method: Method
     if m.kind == "supervised":
-        return Supervised(_build_network(cfg, meta))
-    hard = HardView(m.hard, cfg.codec.input_size, cfg.codec.stride)
-    options = dict(unsup_weight=m.unsup_weight, rampup_steps=m.rampup_steps,
-                   confidence_threshold=m.confidence_threshold, collapse=m.collapse,
-                   oracle_teacher=m.teacher == "oracle")
-    if m.kind == "posecons":
-        return PoseCons(_build_network(cfg, meta), hard, **options)
-    if m.kind == "posedual":
-        # Different seeds -> different random heads (and backbones, unless both load model.pretrained).
-        net1 = _build_network(cfg, meta, seed=cfg.train.seed)
-        net2 = _build_network(cfg, meta, seed=cfg.train.seed + 1)
-        return PoseDual(net1, net2, hard, **options)
-    raise ValueError(with_suggestion(f"method.kind: unknown method {m.kind!r}", str(m.kind),
-                                     _literal_values(MethodConfig, "kind")))
+        method = Supervised(_build_network(cfg, meta))
+    else:
+        hard = HardView(m.hard, cfg.codec.input_size, cfg.codec.stride)
+        options = dict(unsup_weight=m.unsup_weight, rampup_steps=m.rampup_steps,
+                       confidence_threshold=m.confidence_threshold, collapse=m.collapse,
+                       oracle_teacher=m.teacher == "oracle")
+        if m.kind == "posecons":
+            method = PoseCons(_build_network(cfg, meta), hard, **options)
+        elif m.kind == "posedual":
+            # Different seeds -> different random heads (and backbones, unless both load model.pretrained).
+            net1 = _build_network(cfg, meta, seed=cfg.train.seed)
+            net2 = _build_network(cfg, meta, seed=cfg.train.seed + 1)
+            method = PoseDual(net1, net2, hard, **options)
+        else:
+            raise ValueError(with_suggestion(f"method.kind: unknown method {m.kind!r}", str(m.kind),
+                                             _literal_values(MethodConfig, "kind")))
+    if load_init:
+        init_networks(method.networks, method.primary, cfg.model)
+    return method
 
 
 def build_optimizer(cfg: ExperimentConfig, method: Method) -> torch.optim.Optimizer:

@@ -63,13 +63,13 @@ class TopDownParts:
 
     scheduler_per_step = False
 
-    def __init__(self, cfg: ExperimentConfig) -> None:
+    def __init__(self, cfg: ExperimentConfig, load_init: bool = True) -> None:
         self.cfg = cfg
         self.meta = cfg.data.metainfo()
         self.train_set, self.val_set = build_datasets(cfg, self.meta)
         self.train_stream = build_train_stream(cfg, self.meta, self.train_set)
         self.collapse = CollapseMonitor(cfg.method.collapse) if cfg.method.semi_supervised else None
-        self.method = build_method(cfg, self.meta)
+        self.method = build_method(cfg, self.meta, load_init=load_init)
         self.evaluator = TopDownEvaluator(self.meta, cfg.codec, cfg.test, cfg.data.path(cfg.data.val_ann))
         self.val_batch_size = cfg.test.batch_size
 
@@ -109,9 +109,10 @@ class TopDownParts:
                          threshold=self.cfg.test.in_vis_threshold)
 
 
-def build_parts(cfg: Any) -> TaskParts:
+def build_parts(cfg: Any, load_init: bool = True) -> TaskParts:
     """The parts of ``cfg``'s task (top-down :class:`ExperimentConfig` or bottom-up
-    :class:`pose.bottomup.config.BottomUpExperimentConfig`)."""
+    :class:`pose.bottomup.config.BottomUpExperimentConfig`). ``load_init=False``: do not warm-start the
+    networks from ``model.init`` (the caller resumes its own run; bottom-up models have no ``init``)."""
     from pose.bottomup.config import BottomUpExperimentConfig
 
     if isinstance(cfg, BottomUpExperimentConfig):
@@ -119,5 +120,5 @@ def build_parts(cfg: Any) -> TaskParts:
 
         return BottomUpParts(cfg)
     if isinstance(cfg, ExperimentConfig):
-        return TopDownParts(cfg)
+        return TopDownParts(cfg, load_init=load_init)
     raise TypeError(f"no training task for a {type(cfg).__name__}")

@@ -54,7 +54,8 @@ class Trainer:
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
-        self.parts = build_parts(cfg)
+        resuming = resume and (cfg.run_dir / "last.pth").exists()  # resumes; no warm start from model.init
+        self.parts = build_parts(cfg, load_init=not resuming)
         self.meta = self.parts.meta
         self.train_stream, self.val_set = self.parts.train_stream, self.parts.val_set
         self.collapse = self.parts.collapse

@@ -6,6 +6,7 @@ from pose.models.heads import DeconvHead, HeatmapHead
 from pose.models.hrnet import HRNetBackbone, HighResolutionModule
 from pose.models.pretrained import CLASSIFIER_PREFIXES, LoadReport, load_backbone_checkpoint, read_state_dict
 from pose.models.simple_baseline import ResNetBackbone
+from pose.models.warm_start import InitReport, init_networks, load_network_checkpoint
 
 __all__ = [
     "CLASSIFIER_PREFIXES",
@@ -13,11 +14,14 @@ __all__ = [
     "HRNetBackbone",
     "HeatmapHead",
     "HighResolutionModule",
+    "InitReport",
     "LoadReport",
     "ModelConfig",
     "ResNetBackbone",
     "TopDownModel",
     "build_topdown_model",
+    "init_networks",
     "load_backbone_checkpoint",
+    "load_network_checkpoint",
     "read_state_dict",
 ]

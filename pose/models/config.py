@@ -26,6 +26,15 @@ class ModelConfig:
         pretrained: path to a local ImageNet checkpoint of the backbone (torchvision ResNet
             ``resnet50-*.pth`` or HRNet ``hrnet_w32-36af842e.pth``); ``None`` = random init.
             Nothing is ever downloaded.
+        init: initialise the whole network from an earlier poselab run (fine-tuning; a warm start):
+            a training-state checkpoint (``last.pth`` / ``best.pth``), a run directory (its
+            ``last.pth``) or, through the Ray/MLflow layer only, ``runs:/<MLflow run id>``. The
+            checkpoint's primary network (``net``; ``net1`` of a PoseDual checkpoint) is loaded into
+            the method's primary network, strictly (:mod:`pose.models.warm_start`); the optimiser,
+            LR schedule and epoch counter start fresh. A run resumed from its own ``last.pth`` is not
+            re-initialised. Excludes ``pretrained``.
+        init_net2: the same for PoseDual's second network (required with ``init`` for PoseDual,
+            an error for the single-network methods: see ``ExperimentConfig``).
     """
 
     arch: Literal["simple_baseline", "hrnet"] = "simple_baseline"
@@ -34,6 +43,8 @@ class ModelConfig:
     deconv_channels: int = 256
     num_deconv: int = 3
     pretrained: str | None = None
+    init: str | None = None
+    init_net2: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -60,6 +71,17 @@ class ModelConfig:
         bad_path = not isinstance(self.pretrained, str) or not self.pretrained.strip()
         if self.pretrained is not None and bad_path:
             raise ValueError(f"model.pretrained: expected a checkpoint path or null, got {self.pretrained!r}")
+        for name in ("init", "init_net2"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"model.{name}: expected a checkpoint file, a run directory, runs:/<run id> "
+                                 f"or null, got {value!r}")
+        if self.init_net2 is not None and self.init is None:
+            raise ValueError("model.init_net2 starts PoseDual's second network: set model.init (the first "
+                             "network's start) too")
+        if self.init is not None and self.pretrained is not None:
+            raise ValueError(f"model.init={self.init!r} replaces the whole network, so model.pretrained="
+                             f"{self.pretrained!r} would be overwritten: set one of them")
 
     @property
     def output_stride(self) -> int:

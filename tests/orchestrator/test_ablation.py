@@ -100,3 +100,59 @@ def test_ablation_runs_the_grid_and_a_killed_driver_resumes(tiny_ablation_spec, 
         kill_started_processes(str(ray_tmp))
         kill_started_processes(str(tmp_path))
         subprocess.run(["rm", "-rf", str(ray_tmp)], check=False)
+
+
+def test_warm_start_stage_runs_first_feeds_the_trials_and_resumes(ray_session, tiny_ablation_spec, tmp_path,
+                                                                  capsys):
+    """In-process on the shared Ray: a 2-seed supervised stage, then one PoseDual trial started from its
+    seed's checkpoint (net1) and the next seed's (net2); a second call trains nothing again."""
+    import json
+
+    from orchestrator.ablation import AblationOptions, run_ablation
+    from orchestrator.ablation_spec import AblationSpec
+    from orchestrator.stage_table import collect_stage
+
+    data = tiny_ablation_spec(tmp_path / "runs", "warm", ["posedual"], [1])
+    data["warm_start"] = {"seeds": [1, 0], "overrides": {"train.lr": 0.002}}  # net2: the seed after 1: 0
+    spec = AblationSpec.from_dict(data, source="warm.yaml")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    options = AblationOptions(tracking_uri=uri, experiment="warm", max_concurrent_trials=1)
+    text = run_ablation(spec, options)
+    out = capsys.readouterr().out
+    trial_id = "method=posedual,label_budget=5,seed=1"
+    assert out.index("warm_start/seed=1: started") < out.index(f"{trial_id}: started")
+    assert out.index("warm_start/seed=0: finished") < out.index(f"{trial_id}: started")
+
+    client = MlflowClient(uri)
+    parent, df = collect_trials(client, "warm", "warm")
+    assert list(df.trial_id) == [trial_id] and list(df.status) == ["FINISHED"]  # the stage is no cell
+    stage = collect_stage(client, parent)
+    assert list(stage.seed) == [0, 1] and set(stage.status) == {"FINISHED"} and "AP" in stage
+    ckpt = {s: str(tmp_path / "runs" / "warm" / "warm_start" / f"seed={s}" / "last.pth") for s in (0, 1)}
+    for seed, run_id in zip(stage.seed, stage.run_id):
+        run = client.get_run(run_id)
+        assert run.data.tags["poselab.role"] == "stage" and run.data.tags["poselab.stage"] == "warm_start"
+        assert run.data.params["method.kind"] == "supervised" and run.data.params["train.lr"] == "0.002"
+        assert run.data.tags["poselab.run_dir"] == str(Path(ckpt[seed]).parent)
+        assert run.info.end_time <= client.get_run(df.run_id[0]).info.start_time  # the stage ran first
+    trial = client.get_run(df.run_id[0])
+    assert (trial.data.params["model.init"], trial.data.params["model.init_net2"]) == (ckpt[1], ckpt[0])
+    assert (trial.data.tags["poselab.init"], trial.data.tags["poselab.init_net2"]) == (ckpt[1], ckpt[0])
+    assert "warm_start stage" in text and "seed=0" in text and "seed=1" in text and "posedual" in text
+    assert json.loads(client.get_run(parent.run_id).data.params["warm_start.seeds"]) == [1, 0]
+    grid = json.loads((Path(client.download_artifacts(parent.run_id, "results/grid.json", str(tmp_path)))
+                       ).read_text())
+    assert grid["warm_start"]["trials"] == ["seed=1", "seed=0"] and grid["trials"] == [trial_id]
+    assert "warm_start stage" in Path(client.download_artifacts(parent.run_id, "results/table.md",
+                                                                str(tmp_path))).read_text()
+
+    stamps = {s: Path(c).stat().st_mtime_ns for s, c in ckpt.items()}
+    again = run_ablation(spec, options)  # the same command again: nothing is trained twice
+    out = capsys.readouterr().out
+    assert "resuming" in out and "warm_start stage" in again
+    assert {s: Path(c).stat().st_mtime_ns for s, c in ckpt.items()} == stamps
+    parent2, df2 = collect_trials(client, "warm", "warm")
+    assert parent2.run_id == parent.run_id and list(df2.run_id) == list(df.run_id)
+    assert list(collect_stage(client, parent2).run_id) == list(stage.run_id)
+    for run_id in [*stage.run_id, *df2.run_id]:
+        assert len(client.get_metric_history(run_id, "epoch")) == 1

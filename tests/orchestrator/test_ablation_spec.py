@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -280,3 +281,92 @@ axes:
     with pytest.raises(ConfigError, match="label_budget"):  # a top-down axis on a bottom-up base
         AblationSpec.load(_spec_file(tmp_path, "name: x\npreset: synthcrowd-ce-hrnet-w8-128\n"
                                      "axes:\n  label_budget: [100]\n", "three.yaml"))
+
+
+# ---------------------------------------------------------------------------------------------- warm start
+WARM = SPEC.replace("  seed: [0, 1, 2]\n  train.lr: [0.001]\n", "  seed: [0, 1, 2]\n") + """\
+warm_start:
+  overrides: {train.epochs: 40, train.lr_steps: [30]}
+  seeds: [0, 1, 2]
+"""
+
+
+def test_warm_start_stage_runs_supervised_per_seed_and_starts_every_trial(tmp_path):
+    spec = AblationSpec.load(_spec_file(tmp_path, WARM))
+    stage = spec.warm_start
+    assert stage.seeds == (0, 1, 2) and stage.origin == "the spec's base"
+    assert stage.base.method.kind == "supervised"
+    assert (stage.base.train.epochs, stage.base.train.lr_steps) == (40, (30,))
+    assert stage.base.semi.num_unlabeled == 200 and stage.base.model == spec.base.model  # base + overrides
+    assert stage.describe() == {"base": "the spec's base", "seeds": [0, 1, 2],
+                                "overrides": {"train.epochs": 40, "train.lr_steps": [30]}}
+    stage_trials = stage.stage_trials(spec.name)
+    assert [t.trial_id for t in stage_trials] == ["seed=0", "seed=1", "seed=2"]
+    assert [t.config.train.seed for t in stage_trials] == [0, 1, 2]
+    assert stage_trials[2].config.run_dir == Path("runs/synth-semi-small/warm_start/seed=2")
+    assert Trial.from_dict(json.loads(json.dumps(stage_trials[1].to_dict()))) == stage_trials[1]
+
+    placed = [dataclasses.replace(t, config=dataclasses.replace(t.config, output_dir="/out"))
+              for t in stage_trials]
+    trials = {t.trial_id: t.config for t in stage.attach(expand_grid(spec).trials, placed)}
+    ckpt = "/out/synth-semi-small/warm_start/seed={}/last.pth"
+    dual = trials["method=posedual,augmentation=joint_cutout,label_budget=100,seed=0"].model
+    assert (dual.init, dual.init_net2) == (ckpt.format(0), ckpt.format(1))
+    dual = trials["method=posedual,augmentation=affine,label_budget=250,seed=2"].model
+    assert (dual.init, dual.init_net2) == (ckpt.format(2), ckpt.format(0))  # the next seed, cyclic
+    for tid in ("method=supervised,augmentation=affine,label_budget=100,seed=1",
+                "method=posecons,augmentation=joint_cutout,label_budget=250,seed=1"):
+        assert (trials[tid].model.init, trials[tid].model.init_net2) == (ckpt.format(1), None)
+    assert stage.label_note(list(expand_grid(spec).trials)) == ""  # base budget 100 <= the grid's 100
+    assert AblationSpec.load(_spec_file(tmp_path)).warm_start is None
+
+
+def test_warm_start_from_its_own_preset_or_config_and_the_label_note(tmp_path):
+    axes = {"method": ["posecons"], "label_budget": [50], "seed": [3]}
+    spec = _spec(axes, warm_start={"preset": "synth-r18-128x96", "seeds": [3]})
+    assert spec.warm_start.origin == "preset synth-r18-128x96" and spec.warm_start.base.data.num_labeled == 0
+    assert "trains on every labeled instance" in spec.warm_start.label_note(expand_grid(spec).trials)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "stage.yaml").write_text("train: {epochs: 3}\ndata: {num_labeled: 50}\n"
+                                                 "model: {depth: 18, deconv_channels: 128}\n")
+    spec = AblationSpec.from_dict({"name": "abl", "preset": BASE, "axes": axes,
+                                   "warm_start": {"config": "sub/stage.yaml", "seeds": [3, 4]}},
+                                  source="my.yaml", base_dir=tmp_path)
+    assert spec.warm_start.base.train.epochs == 3
+    assert spec.warm_start.label_note(expand_grid(spec).trials) == ""
+
+
+@pytest.mark.parametrize("warm, axes, message", [
+    ({"seeds": [0], "epochs": 3}, None, r"warm_start: unknown key\(s\) epochs"),
+    ([0, 1], None, "'warm_start' must be a mapping"),
+    ({"overrides": {"train.epochs": 2}}, None, "'seeds' must be a non-empty list of integers"),
+    ({"seeds": [0, 0]}, None, "repeats a seed"),
+    ({"seeds": [0, 1], "overrides": {"train.seed": 1}}, None, "override 'train.seed' is not allowed"),
+    ({"seeds": [0, 1], "overrides": {"model.init": "x"}}, None, "override 'model.init' is not allowed"),
+    ({"seeds": [0, 1], "overrides": {"train.epoch": 1}}, None, "warm_start: overrides: unknown config key"),
+    ({"seeds": [0, 1], "preset": BASE, "config": "x.yaml"}, None, "at most one of 'preset' and 'config'"),
+    ({"seeds": [0, 1], "preset": "nope"}, None, "warm_start: unknown preset 'nope'"),
+    ({"seeds": [0, 1]}, {"method": ["posecons"], "seed": [0, 2]},
+     "trial method=posecons,seed=2 has train.seed 2, which the stage does not train"),
+    ({"seeds": [1]}, {"method": ["posecons"]}, "trial method=posecons has train.seed 0, which the stage"),
+    ({"seeds": [0]}, {"method": ["posecons", "posedual"], "seed": [0]},
+     "PoseDual trial method=posedual,seed=0 needs at least 2 seeds"),
+    ({"seeds": [0, 1], "overrides": {"model.deconv_channels": 64}}, None,
+     "the stage's model .* differs from trial"),
+])
+def test_warm_start_errors_name_the_spec_file(warm, axes, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        _spec(axes or {"method": ["posecons", "posedual"], "seed": [0, 1]}, warm_start=warm)
+    assert str(info.value).startswith("my.yaml: ")
+
+
+def test_a_trial_that_sets_model_init_itself_is_an_error_with_a_warm_start():
+    with pytest.raises(ConfigError, match="my.yaml: warm_start: the spec's base sets model.init='runs/a'"):
+        _spec({"method": ["posecons"], "seed": [0]}, overrides={"model.init": "runs/a"},
+              warm_start={"seeds": [0]})
+    with pytest.raises(ConfigError, match="my.yaml: warm_start: trial model.init=runs_a,seed=0-[0-9a-f]{8} "
+                                          "sets model.init itself"):
+        _spec({"model.init": ["runs/a"], "seed": [0]}, warm_start={"seeds": [0]})
+    with pytest.raises(ConfigError, match="my.yaml: warm_start: trial method=posecons,seed=0 sets "):
+        _spec({"method": ["supervised", "posecons"], "seed": [0]}, warm_start={"seeds": [0]},
+              when={"method=posecons": {"model.init": "runs/a"}})

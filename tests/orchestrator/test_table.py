@@ -302,3 +302,36 @@ def test_a_run_of_an_oracle_config_gets_the_diagnosis_tag():
     assert config_tags(oracle) == {"poselab.diagnosis": "oracle_teacher"}
     assert config_tags(ExperimentConfig()) == {}
     assert config_tags(apply_overrides(oracle, ["method.teacher=network"])) == {}
+
+
+def test_warm_start_stage_runs_are_a_line_under_the_table_not_cells(store, capsys):
+    from orchestrator.stage_table import collect_stage, stage_summary, stage_tags
+
+    client, exp_id = store["client"], store["exp_id"]
+    parent = _run(client, exp_id, parent_tags("warmed", ["method", "seed"]), 5000)
+    tags = trial_tags(parent, "method=posedual,seed=0", {"method": "posedual", "seed": 0})
+    _run(client, exp_id, tags, 5010, metrics={"final/AP": 0.5})
+    for seed, status, ap, start in [(1, "FINISHED", 0.32, 5002), (0, "FINISHED", 0.30, 5001),
+                                    (2, "FAILED", None, 5003)]:
+        tags = stage_tags(parent, "warm_start", f"seed={seed}", {"seed": seed})
+        _run(client, exp_id, tags, start, status=status, metrics={} if ap is None else {"final/AP": ap})
+    assert stage_tags("p", "warm_start", "seed=1", {"seed": 1}) == {
+        "mlflow.parentRunId": "p", "poselab.role": "stage", "poselab.stage": "warm_start",
+        "poselab.trial_id": "seed=1", "poselab.axis.seed": "1"}
+
+    ablation, df = collect_trials(client, EXPERIMENT, "warmed")
+    assert list(df.trial_id) == ["method=posedual,seed=0"]  # the stage's runs are no trials of the table
+    stage = collect_stage(client, ablation)
+    assert list(stage.seed) == [0, 1, 2] and list(stage.status) == ["FINISHED", "FINISHED", "FAILED"]
+    line = ("warm_start stage (supervised starts of the grid's networks), AP x100 by seed: seed=0 30.0, "
+            "seed=1 32.0, seed=2 — (failed); mean 31.0 ± 1.4 (2 of 3)")
+    assert stage_summary(stage) == line and stage_summary(stage.iloc[:0]) == ""
+
+    assert run_table_command(EXPERIMENT, ablation="warmed", tracking_uri=store["uri"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith(line) and "posedual" in out and "warm_start" not in out.split(line)[0]
+    assert run_table_command(EXPERIMENT, ablation="warmed", tracking_uri=store["uri"], as_json=True) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["trials"] == 1 and [r["seed"] for r in payload["warm_start"]] == [0, 1, 2]
+    assert run_table_command(EXPERIMENT, ablation="semi", tracking_uri=store["uri"]) == 0
+    assert "warm_start" not in capsys.readouterr().out  # no stage, no line

@@ -31,12 +31,12 @@ from orchestrator.table import (
     build_table,
     collect_trials,
     format_text,
-    log_table,
     parent_tags,
     table_numbers,
     to_markdown,
     trial_tags,
 )
+from orchestrator.table_artifacts import log_table
 from orchestrator.tracking import get_or_create_experiment, resolve_tracking_uri, start_run
 from orchestrator.train import (
     RunOptions,

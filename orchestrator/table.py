@@ -384,7 +384,8 @@ def format_cell(entry: Mapping[str, Any], scale: float) -> str:
             + (DIAGNOSIS_MARK if entry.get("diagnosis_trials") else ""))
 
 
-def _label(value: Any) -> str:
+def value_label(value: Any) -> str:
+    """An axis value as the table shows it (tuples as compact JSON)."""
     if isinstance(value, tuple):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
@@ -409,12 +410,12 @@ def build_table(df: pd.DataFrame, axes: Sequence[str], metric: str = "AP",
     scale = default_scale(metric) if scale is None else scale
     numbers = table_numbers(df, axes, metric, row_axes, col_axis, seed_axis, stats=[metric])
     rows, col = numbers.attrs["row_axes"], numbers.attrs["col_axis"]
-    row_keys = list(dict.fromkeys(tuple(_label(e[a]) for a in rows) for _, e in numbers.iterrows()))
-    col_keys = list(dict.fromkeys(_label(v) for v in numbers[col])) if col else [metric]
+    row_keys = list(dict.fromkeys(tuple(value_label(e[a]) for a in rows) for _, e in numbers.iterrows()))
+    col_keys = list(dict.fromkeys(value_label(v) for v in numbers[col])) if col else [metric]
     cells = {(r, c): MISSING_CELL for r in row_keys for c in col_keys}
     collapsed: list[str] = []
     for _, e in numbers.iterrows():
-        cells[(tuple(_label(e[a]) for a in rows), _label(e[col]) if col else metric)] = format_cell(e, scale)
+        cells[(tuple(value_label(e[a]) for a in rows), value_label(e[col]) if col else metric)] = format_cell(e, scale)
         collapsed += e["collapsed_trials"].split()
     index = (pd.MultiIndex.from_tuples(row_keys, names=rows) if len(rows) > 1
              else pd.Index([r[0] for r in row_keys] if rows else ["all"], name=rows[0] if rows else ""))
@@ -433,7 +434,7 @@ def build_table(df: pd.DataFrame, axes: Sequence[str], metric: str = "AP",
         footnotes.append(f"{DIAGNOSIS_MARK} {diagnosis_label(value)}: {', '.join(ids)}")
     fixed = numbers.attrs["fixed"]
     if fixed:
-        footnotes.append("fixed: " + ", ".join(f"{a}={_label(v)}" for a, v in fixed))
+        footnotes.append("fixed: " + ", ".join(f"{a}={value_label(v)}" for a, v in fixed))
     table.attrs = {"footnotes": footnotes, "metric": metric, "scale": scale, "row_axes": list(rows),
                    "col_axis": col}
     return table
@@ -489,84 +490,6 @@ def format_text(table: pd.DataFrame, title: str | None = None, footnotes: Sequen
     return "\n".join(s.rstrip() for s in out) + "\n"
 
 
-# ---------------------------------------------------------------------------------------------- logging
-def plot_artifact(metric: str, col_axis: str | None) -> str:
-    """``results/ap_vs_budget.png`` for AP against ``label_budget``, else
-    ``results/<metric>_vs_<axis>.png``."""
-    against = "budget" if col_axis == "label_budget" else (col_axis or "trial").replace(".", "_")
-    return f"results/{metric.lower()}_vs_{against}.png"
-
-
-def _plot(numbers: pd.DataFrame, table: pd.DataFrame) -> Any:
-    """A matplotlib Figure of the metric against the column axis, one line per table row."""
-    from matplotlib.figure import Figure
-
-    metric, scale = table.attrs["metric"], table.attrs["scale"]
-    rows, col = table.attrs["row_axes"], table.attrs["col_axis"]
-    data = numbers[numbers["stat"] == metric]
-    col_labels = [str(c) for c in table.columns]
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data[col])
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
-    ax = fig.add_subplot()
-    lines: dict[tuple, list[int]] = {}
-    for i, key in enumerate(zip(*(data[a] for a in rows)) if rows else [()] * len(data)):
-        lines.setdefault(tuple(key), []).append(i)
-    for key, positions in lines.items():
-        part = data.iloc[positions]
-        x = list(part[col]) if numeric else [col_labels.index(_label(v)) for v in part[col]]
-        ax.errorbar(x, part["mean"] * scale, yerr=part["std"].fillna(0.0) * scale, marker="o", capsize=3,
-                    label=" / ".join(_label(k) for k in key) or metric)
-    if numeric:
-        ax.set_xticks(sorted(set(data[col])))
-    else:
-        ax.set_xticks(range(len(col_labels)), col_labels)
-    ax.set_xlabel(col)
-    ax.set_ylabel(f"{metric} x{scale:g}" if scale != 1 else metric)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return fig
-
-
-def _log_json_table(client: MlflowClient, run_id: str, data: pd.DataFrame, artifact_file: str) -> None:
-    """``client.log_table``, replacing (not appending to) an existing table of that name."""
-    import os
-
-    folder = os.path.dirname(artifact_file) or None
-    if artifact_file in {f.path for f in client.list_artifacts(run_id, folder)}:
-        client.log_text(run_id, data.to_json(orient="split", index=False, date_format="iso"), artifact_file)
-    else:
-        client.log_table(run_id, data=data, artifact_file=artifact_file)
-
-
-def log_table(client: MlflowClient, parent_run_id: str, df_numbers: pd.DataFrame, table: pd.DataFrame,
-              markdown: str, plot: bool = True) -> list[str]:
-    """Log the table to the parent run; returns the artifact paths written.
-
-    ``results/table.json`` (``log_table`` format, the numbers; re-logging replaces it),
-    ``results/table.csv`` (the numbers), ``results/table.md`` and, with ``plot`` and a column axis,
-    the metric against the column axis per table row (mean, std error bars) at :func:`plot_artifact`.
-    Without matplotlib the plot is skipped with one warning.
-    """
-    _log_json_table(client, parent_run_id, df_numbers, TABLE_JSON)
-    client.log_text(parent_run_id, df_numbers.to_csv(index=False), TABLE_CSV)
-    client.log_text(parent_run_id, markdown, TABLE_MD)
-    written = [TABLE_JSON, TABLE_CSV, TABLE_MD]
-    col = table.attrs.get("col_axis")
-    if not plot:
-        return written
-    if col is None:
-        log.info("no column axis: no plot of %s", table.attrs.get("metric"))
-        return written
-    path = plot_artifact(table.attrs["metric"], col)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        log.warning("matplotlib is not installed: skipping the plot %s", path)
-        return written
-    client.log_figure(parent_run_id, _plot(df_numbers, table), path)
-    return written + [path]
-
-
 # ---------------------------------------------------------------------------------------------- command
 def run_table_command(experiment: str, ablation: str | None = None, tracking_uri: str | None = None,
                       as_json: bool = False, metric: str = "AP", log_to_parent: bool = False) -> int:
@@ -578,6 +501,7 @@ def run_table_command(experiment: str, ablation: str | None = None, tracking_uri
     from mlflow.tracking import MlflowClient
 
     from orchestrator.stage_table import collect_stage, stage_summary
+    from orchestrator.table_artifacts import log_table
     from orchestrator.tracking import resolve_tracking_uri
 
     client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from orchestrator.table import (TableError, add_table_subcommand, build_table, collect_trials, format_text,
-                                log_table, parent_tags, run_table_command, table_numbers, to_markdown,
+                                parent_tags, run_table_command, table_numbers, to_markdown,
                                 trial_tags)
+from orchestrator.table_artifacts import log_table
 
 AXES = ["method", "augmentation", "label_budget", "seed"]
 EXPERIMENT = "semi-exp"
@@ -227,7 +228,7 @@ def test_plot_is_skipped_with_a_warning_without_matplotlib(store, trials, monkey
     run = _run(client, store["exp_id"], parent_tags("plotless", AXES), 4000, status="RUNNING")
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     table = build_table(trials, AXES)
-    with caplog.at_level("WARNING", logger="orchestrator.table"):
+    with caplog.at_level("WARNING", logger="orchestrator.table_artifacts"):
         written = log_table(client, run, table_numbers(trials, AXES), table, to_markdown(table))
     assert written == ["results/table.json", "results/table.csv", "results/table.md"]
     assert _artifact_paths(client, run) == set(written)

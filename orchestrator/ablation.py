@@ -70,6 +70,7 @@ class AblationOptions:
         restart: ignore a previous interrupted ablation of the same name and start over.
         log_checkpoints: also upload every trial's best/last checkpoints to MLflow (default: they
             stay in the trial's run directory, whose path is the tag ``poselab.run_dir``).
+        log_model: log every trial's best network as its run's MLflow model ``model`` (default: on).
     """
 
     workers: int = 0
@@ -83,6 +84,7 @@ class AblationOptions:
     max_failures: int = 1
     restart: bool = False
     log_checkpoints: bool = False
+    log_model: bool = True
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -259,7 +261,8 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
 
     run_options = dict(num_workers=options.workers, use_gpu=options.use_gpu, tracking_uri=tracking_uri,
                        experiment=options.experiment, max_failures=options.max_failures,
-                       stop_on_collapse=spec.stop_collapsed, log_checkpoints=options.log_checkpoints)
+                       stop_on_collapse=spec.stop_collapsed, log_checkpoints=options.log_checkpoints,
+                       log_model=options.log_model)
     context = {"parent_run_id": parent_id, "plan": asdict(trial_plan), "run_options": run_options,
                "tags": dict(options.extra_tags)}
     grid = _Grid(options, cpus_per_trial, limit, storage, context)

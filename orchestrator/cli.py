@@ -1,5 +1,5 @@
 """The ``poselab`` command: pose's sub-commands plus the Ray/MLflow ones (``train`` through Ray Train,
-``ablation``, ``table``)."""
+``ablation``, ``table``, and ``predict`` with MLflow model sources)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def add_ray_arguments(p: argparse.ArgumentParser, workers_default: int = 1) -> N
                                                          "(s3://..., gs://...; default: <output_dir>/ray)")
     g.add_argument("--resource-strategy", default=None, choices=["auto", "fits", "overcommit", "fractional"],
                    help="how Train workers and data loading share CPUs (default auto)")
+    g.add_argument("--no-log-model", action="store_true",
+                   help="do not log the best network as the run's MLflow model 'model' (logged by default: "
+                        "runs:/<run id>/model for the Model Registry and `poselab predict`)")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +64,8 @@ def run_options_from_args(args: argparse.Namespace, **extra):
 
     return RunOptions(num_workers=args.workers, use_gpu=args.gpu, sync_bn=args.sync_bn, address=args.address,
                       tracking_uri=args.tracking_uri, experiment=args.experiment, max_failures=args.max_failures,
-                      storage_path=args.storage, resource_strategy=args.resource_strategy, **extra)
+                      storage_path=args.storage, resource_strategy=args.resource_strategy,
+                      log_model=not args.no_log_model, **extra)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -94,11 +98,31 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from pose.inference.cli import add_predict_subcommand
+
+    p = add_predict_subcommand(
+        sub, loader=_load_predict_model,
+        model_help="a checkpoint (best.pth / last.pth of a poselab run), a run directory (its best.pth, "
+                   "else last.pth), an MLflow run runs:/<run id> (its logged model 'model', else its "
+                   "checkpoint) or an MLflow model models:/<name>/<version> (the Model Registry)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI of runs:/ and models:/ sources (default: "
+                        "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
+
+
+def _load_predict_model(args: argparse.Namespace):
+    from orchestrator.mlflow_model import load_model_source
+
+    return load_model_source(args.model, args.tracking_uri)
+
+
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.cluster import add_cluster_subcommand
     from orchestrator.table import add_table_subcommand
 
-    return pose_main(argv, extensions=[_add_train, add_table_subcommand, add_cluster_subcommand])
+    return pose_main(argv, extensions=[_add_train, add_table_subcommand, add_cluster_subcommand,
+                                       _add_predict])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 RUN_KEY_TAG = "poselab.run_key"
 RUN_DIR_TAG = "poselab.run_dir"
-CHECKPOINT_ARTIFACT = "checkpoints/last.pth"
+CHECKPOINT_ARTIFACTS = "checkpoints"
+"""The artifact folder of a run's logged checkpoints (``best.pth``, ``last.pth``)."""
 RUNS_URI_PREFIX = "runs:/"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
@@ -162,14 +163,16 @@ class RunLogger:
         self.client.set_terminated(self.run_id, status=status)
 
 
-def run_checkpoint(client: MlflowClient, uri: str, download_dir: str | Path) -> Path:
-    """The ``last.pth`` of the poselab run ``runs:/<run id>``: ``<tag poselab.run_dir>/last.pth`` when that
-    file exists, else the run's logged artifact ``checkpoints/last.pth``, downloaded to
-    ``download_dir/<run id>/last.pth`` (once: a later call finds the copy).
+def run_checkpoint(client: MlflowClient, uri: str, download_dir: str | Path,
+                   names: Sequence[str] = ("last.pth",)) -> Path:
+    """The checkpoint of the poselab run ``runs:/<run id>``: the first of ``names`` in the run directory
+    (tag ``poselab.run_dir``), else the first of them among the run's logged ``checkpoints/`` artifacts,
+    downloaded to ``download_dir/<run id>/<name>`` (once: a later call finds the copy). The default takes
+    ``last.pth`` (warm starts); ``("best.pth", "last.pth")`` prefers the best one.
 
     Raises:
-        ValueError: not a ``runs:/<run id>`` URI, no such run, or neither checkpoint exists (the message
-            says where it looked).
+        ValueError: not a ``runs:/<run id>`` URI, no such run, or none of the checkpoints exists (the
+            message says where it looked).
     """
     from mlflow.exceptions import MlflowException
 
@@ -183,19 +186,24 @@ def run_checkpoint(client: MlflowClient, uri: str, download_dir: str | Path) -> 
     except MlflowException as e:
         raise ValueError(f"{uri}: no such MLflow run in {client.tracking_uri} ({e.message})") from None
     tagged = run.data.tags.get(RUN_DIR_TAG)
-    if tagged and (Path(tagged) / "last.pth").is_file():
-        return Path(tagged) / "last.pth"
-    copy = Path(download_dir) / run_id / Path(CHECKPOINT_ARTIFACT).name
-    if copy.is_file():
-        return copy
-    logged = {a.path for a in client.list_artifacts(run_id, str(Path(CHECKPOINT_ARTIFACT).parent))}
-    if CHECKPOINT_ARTIFACT not in logged:
-        where = f"its run directory {tagged} has no last.pth" if tagged else f"it has no tag {RUN_DIR_TAG}"
-        raise ValueError(f"{uri}: no checkpoint found: {where} and it logged no {CHECKPOINT_ARTIFACT} "
-                         "artifact")
+    for name in names:
+        if tagged and (Path(tagged) / name).is_file():
+            return Path(tagged) / name
+    for name in names:
+        if (Path(download_dir) / run_id / name).is_file():
+            return Path(download_dir) / run_id / name
+    logged = {a.path for a in client.list_artifacts(run_id, CHECKPOINT_ARTIFACTS)}
+    name = next((n for n in names if f"{CHECKPOINT_ARTIFACTS}/{n}" in logged), None)
+    if name is None:
+        wanted = " or ".join(names)
+        where = f"its run directory {tagged} has no {wanted}" if tagged else f"it has no tag {RUN_DIR_TAG}"
+        raise ValueError(f"{uri}: no checkpoint found: {where} and it logged no "
+                         f"{CHECKPOINT_ARTIFACTS}/{wanted} artifact")
+    copy = Path(download_dir) / run_id / name
     copy.parent.mkdir(parents=True, exist_ok=True)
-    log.info("%s: %s is missing; downloading its logged %s", uri, tagged or RUN_DIR_TAG, CHECKPOINT_ARTIFACT)
-    got = Path(client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(copy.parent)))
+    log.info("%s: %s is missing; downloading its logged %s/%s", uri, tagged or RUN_DIR_TAG,
+             CHECKPOINT_ARTIFACTS, name)
+    got = Path(client.download_artifacts(run_id, f"{CHECKPOINT_ARTIFACTS}/{name}", str(copy.parent)))
     if got != copy:
         got.replace(copy)
     return copy

@@ -68,6 +68,8 @@ class RunOptions:
         resource_strategy: "auto", "fits", "overcommit" or "fractional" (see ``plan_resources``).
         resume: continue an interrupted run (False: delete its checkpoints and start a new MLflow run).
         log_checkpoints: log best/last checkpoints as MLflow artifacts.
+        log_model: log the best network as the run's MLflow model ``model`` at the end (``mlflow.pytorch``
+            flavour with the config; ``runs:/<run id>/model`` for the Model Registry and ``poselab predict``).
         stop_on_collapse: end a semi-supervised run once the collapse monitor flags it.
         tags: extra MLflow tags of the run.
         parent_run_id: MLflow parent run (ablation trials).
@@ -86,6 +88,7 @@ class RunOptions:
     resource_strategy: str | None = None
     resume: bool = True
     log_checkpoints: bool = True
+    log_model: bool = True
     stop_on_collapse: bool = False
     tags: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None
@@ -297,7 +300,8 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
     plan = plan or ensure_ray(options, options.num_workers)
     settings = WorkerSettings(tracking_uri=tracking_uri, run_id=run_id, use_gpu=options.use_gpu,
                               torch_threads=plan.torch_threads, sync_bn=options.sync_bn,
-                              log_checkpoints=options.log_checkpoints, resume=options.resume,
+                              log_checkpoints=options.log_checkpoints, log_model=options.log_model,
+                              resume=options.resume,
                               stop_on_collapse=options.stop_on_collapse,
                               fault_step=options.fault_step, fault_marker=options.fault_marker)
     if in_tune_trial and options.num_workers == 0:

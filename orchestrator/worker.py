@@ -14,7 +14,7 @@ distribution:
   scheduler, epoch, step, best AP, collapse monitor and the RNG state of every rank; a replaced worker
   group (``FailureConfig``) or a rerun of the same command resumes from the latest one;
 * rank 0 logs to the run's MLflow run (metrics per step and per epoch, checkpoints, predictions,
-  config, skeleton images).
+  config, skeleton images) and, at the end, the best network as an MLflow model (``mlflow.pytorch``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from orchestrator.mlflow_model import log_pose_model
 from orchestrator.table import TAG_COLLAPSED
 from orchestrator.tracking import RunLogger
 from pose.config import to_dict
@@ -70,6 +71,8 @@ class WorkerSettings:
         torch_threads: intra-op threads per worker (0: leave torch's default).
         sync_bn: convert batch norm to SyncBatchNorm (GPU only).
         log_checkpoints: log best.pth / last.pth as MLflow artifacts.
+        log_model: at the end, log the best network as the run's MLflow model ``model`` (``mlflow.pytorch``
+            flavour, with the config: :func:`orchestrator.mlflow_model.log_pose_model`).
         images_to_draw: validation crops drawn with their predicted skeletons (0: none).
         resume: without a Ray Train checkpoint (local mode keeps them in memory only), continue from
             ``<run dir>/last.pth`` when it exists.
@@ -85,6 +88,7 @@ class WorkerSettings:
     torch_threads: int = 0
     sync_bn: bool = False
     log_checkpoints: bool = True
+    log_model: bool = True
     images_to_draw: int = 8
     resume: bool = True
     stop_on_collapse: bool = False
@@ -422,7 +426,7 @@ class WorkerRun:
             self.session.report(metrics, tmp)
 
     def _finish(self, final: dict[str, float]) -> None:
-        """Rank 0: final metrics, last checkpoint, predictions, skeleton images to MLflow."""
+        """Rank 0: final metrics, last checkpoint, predictions, skeleton images and the model to MLflow."""
         final = {**final, "best_AP": self.best_ap}
         (self.run_dir / "final_metrics.json").write_text(json.dumps(final, indent=2))
         if self.logger is None:
@@ -436,6 +440,10 @@ class WorkerRun:
         if self.settings.images_to_draw > 0:
             path = self.draw_predictions(self.settings.images_to_draw)
             self.logger.log_artifact(path, "images")
+        if self.settings.log_model:
+            t0 = time.perf_counter()
+            if log_pose_model(self.settings.tracking_uri, self.settings.run_id, self.run_dir, self.step):
+                log.info("%s: MLflow model logged in %.2f s", self.cfg.name, time.perf_counter() - t0)
 
     def draw_predictions(self, count: int) -> Path:
         """The first ``count`` validation items with the primary network's skeletons -> a PNG in the run dir."""

@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--address", default=None,
                    help="Ray address (default: $RAY_ADDRESS, as set inside `ray job submit`; else a local Ray)")
     p.add_argument("--restart", action="store_true", help="start over instead of resuming an interrupted run")
+    p.add_argument("--no-log-model", action="store_true",
+                   help="do not log each trial's best network as its run's MLflow model 'model' (logged by "
+                        "default)")
     p.add_argument("--synth-images", type=int, default=600,
                    help="when the spec's data root is missing and is a SynthPose directory (a name containing "
                         "'synthpose') and the spec has no 'synth' settings, generate it first with this many train "
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             ray.init(include_dashboard=False, logging_level="WARNING")
         options = AblationOptions(workers=args.workers, use_gpu=args.gpu, max_concurrent_trials=args.max_concurrent,
                                   experiment=args.experiment, storage_path=args.storage, output_dir=args.output_dir,
-                                  restart=args.restart,
+                                  restart=args.restart, log_model=not args.no_log_model,
                                   tracking_uri=server.wait_ready() if server is not None else tracking_uri)
         text = run_ablation(spec, options)
     finally:

@@ -255,9 +255,15 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     add_synth_subcommand(sub)
 
 
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from pose.inference.cli import add_predict_subcommand
+
+    add_predict_subcommand(sub)
+
+
 BUILTIN_COMMANDS: tuple[tuple[str, SubcommandAdder], ...] = (
     ("demo", _add_demo), ("train", _add_train), ("evaluate", _add_evaluate), ("presets", _add_presets),
-    ("shards", _add_shards), ("synth", _add_synth),
+    ("shards", _add_shards), ("synth", _add_synth), ("predict", _add_predict),
 )
 
 

@@ -9,7 +9,7 @@ import pytest
 from pose.cli import build_parser, main
 
 
-@pytest.mark.parametrize("command", ["demo", "train", "evaluate", "presets", "synth"])
+@pytest.mark.parametrize("command", ["demo", "train", "evaluate", "presets", "synth", "predict"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])

@@ -52,16 +52,17 @@ class BottomUpEvaluator:
         meta: dataset metainfo (flip indices, grouping order, OKS sigmas, protocol).
         codec: the codec whose ``decode`` groups the joints (its ``input_size`` is the test size).
         test: flip test, scale factors, size divisor, people kept per image.
-        gt_file: COCO-format ground truth of the validation images.
+        gt_file: COCO-format ground truth of the validation images (None: prediction only, no scoring and
+            no oracle diagnosis).
         image_ids: the evaluated images (a subset of the GT's when ``data.max_val_images`` is set).
     """
 
-    def __init__(self, meta: DatasetMeta, codec: BottomUpCodec, test: BottomUpTestConfig, gt_file: str | Path,
-                 image_ids: list[int] | None = None) -> None:
+    def __init__(self, meta: DatasetMeta, codec: BottomUpCodec, test: BottomUpTestConfig,
+                 gt_file: str | Path | None, image_ids: list[int] | None = None) -> None:
         self.meta = meta
         self.codec = codec
         self.test = test
-        self.gt_file = Path(gt_file)
+        self.gt_file = Path(gt_file) if gt_file is not None else None
         self.image_ids = image_ids
         self._gt = None
         self._gt_joints: dict[int, np.ndarray] | None = None
@@ -69,7 +70,7 @@ class BottomUpEvaluator:
     @property
     def gt(self):
         if self._gt is None:
-            self._gt = load_gt(self.gt_file)
+            self._gt = load_gt(self._gt_path())
         return self._gt
 
     @torch.no_grad()
@@ -87,14 +88,39 @@ class BottomUpEvaluator:
         if len(images) != len(self.test.scale_factors):
             raise ValueError(f"{len(images)} resized images for scale factors {list(self.test.scale_factors)}")
         method.eval()
-        outputs = []
-        for x in images:
-            x = x[None].to(device)
-            if self.test.flip_test:
-                x = torch.cat([x, x.flip(-1)])
-            heatmaps, tags = method.forward_images(x)
-            outputs.append(([h.float() for h in heatmaps], tags.float()))
+        outputs = [self.forward(method, x[None], device) for x in images]
         base_size = (int(images[0].shape[1]), int(images[0].shape[2]))
+        return self.decode_outputs(outputs, base_size, matrix)
+
+    @torch.no_grad()
+    def forward(self, method: BottomUpMethod, images: torch.Tensor, device: torch.device
+                ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The network's outputs for B resized images (B, 3, h, w) uint8 of one scale factor, with the
+        mirrored images appended when ``test.flip_test`` (rows B..2B-1): heatmaps per resolution
+        [(B', K, h_r, w_r)] and tags (B', K, h/4, w/4, R) float32, B' = 2B with the flip test, else B."""
+        x = images.to(device)
+        if self.test.flip_test:
+            x = torch.cat([x, x.flip(-1)])
+        heatmaps, tags = method.forward_images(x)
+        return [h.float() for h in heatmaps], tags.float()
+
+    def outputs_of(self, outputs: tuple[list[torch.Tensor], torch.Tensor], i: int, batch: int
+                   ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Image ``i``'s rows of :meth:`forward`'s outputs for a batch of ``batch`` images (with its
+        mirrored copy when ``test.flip_test``): what :meth:`decode_outputs` takes per scale factor."""
+        rows = [i, batch + i] if self.test.flip_test else [i]
+        heatmaps, tags = outputs
+        return [h[rows] for h in heatmaps], tags[rows]
+
+    def decode_outputs(self, outputs: list[tuple[list[torch.Tensor], torch.Tensor]],
+                       base_size: tuple[int, int], matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One image's outputs per scale factor (:meth:`forward` of that image alone, or
+        :meth:`outputs_of`) -> people (P, K, 3) in original image pixels and scores (P,).
+
+        Args:
+            base_size: (h, w) of the factor-1 resized image.
+            matrix: (2, 3) original image -> factor-1 image.
+        """
         hm, tg = aggregate_outputs(outputs, base_size, self.test.scale_factors,
                                    self.meta.flip_indices if self.test.flip_test else None)
         people, scores = self.codec.decode(hm.cpu(), tg.cpu(), self.meta.grouping_order)
@@ -107,20 +133,32 @@ class BottomUpEvaluator:
             people[:, :, :2] = transform_points(xy, back).reshape(people.shape[0], -1, 2)
         return people, scores
 
-    def predict_image(self, method: BottomUpMethod, image: np.ndarray, device: torch.device
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """One RGB image (H, W, 3) uint8 -> people (P, K, 3) in image pixels, scores (P,)."""
+    def resize(self, image: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray]:
+        """One RGB image (H, W, 3) uint8 ResizeAligned at every test scale factor: (3, h_j, w_j) uint8
+        tensors (factor 1 first) and the (2, 3) matrix original image -> factor-1 image."""
         images, matrix = [], None
         for factor in self.test.scale_factors:
             resized, m = resize_align(image, self.codec.input_size, self.test.size_divisor, factor)
             matrix = m if matrix is None else matrix
             images.append(torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1))))
+        return images, matrix
+
+    def predict_image(self, method: BottomUpMethod, image: np.ndarray, device: torch.device
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """One RGB image (H, W, 3) uint8 -> people (P, K, 3) in image pixels, scores (P,)."""
+        images, matrix = self.resize(image)
         return self.predict_resized(method, images, matrix, device)
+
+    def _gt_path(self) -> Path:
+        if self.gt_file is None:
+            raise ValueError("BottomUpEvaluator without a ground-truth file: it predicts, it cannot score")
+        return self.gt_file
 
     def gt_joints(self, image_id: int) -> np.ndarray:
         """(N, K, 3) ground-truth joints of one validation image (for the oracle diagnosis)."""
         if self._gt_joints is None:
-            records, _ = load_bottomup_images(self.gt_file, self.gt_file.parent, self.meta, train=False)
+            gt_file = self._gt_path()
+            records, _ = load_bottomup_images(gt_file, gt_file.parent, self.meta, train=False)
             self._gt_joints = {r.image_id: r.joints for r in records}
         if image_id not in self._gt_joints:
             raise KeyError(f"{self.gt_file}: no image with id {image_id}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,12 @@ def _images_by_id(data: dict, path: Path) -> dict[int, dict]:
                 raise ValueError(f"{path}: image {img.get('id', '?')} has no '{key}'")
         images[int(img["id"])] = img
     return images
+
+
+def read_image_records(path: str | Path) -> dict[int, dict]:
+    """{image id: image record} of a COCO annotation or ``image_info`` file (each record has ``id``,
+    ``file_name``, ``width`` and ``height``; errors name the file)."""
+    return _images_by_id(read_json(path), Path(path))  # type: ignore[arg-type]
 
 
 def clip_box(bbox: list[float] | np.ndarray, width: int, height: int) -> np.ndarray | None:
@@ -190,18 +197,35 @@ def load_detection_instances(
 
     Instances follow the image order of ``image_file``, then detection order. Keypoints are zeros.
     """
+    images = read_image_records(image_file)
+    return detection_instances(det_file, images, str(image_file), image_root, meta, aspect_ratio,
+                               score_threshold, padding)
+
+
+def detection_instances(
+    det_file: str | Path,
+    images: Mapping[int, Mapping],
+    images_source: str,
+    image_root: str | Path,
+    meta: DatasetMeta,
+    aspect_ratio: float,
+    score_threshold: float = 0.0,
+    padding: float = 1.25,
+) -> list[PersonInstance]:
+    """:func:`load_detection_instances` with the images given as {image id: image record with a
+    ``file_name``} (``images_source`` names where they came from in messages)."""
     det_path = Path(det_file)
     dets = read_json(det_path)
     if not isinstance(dets, list):
         raise ValueError(f"{det_path}: expected a list of detections")
-    images = _images_by_id(read_json(image_file), Path(image_file))  # type: ignore[arg-type]
     by_image: dict[int, list[tuple[int, dict]]] = {}
     for i, det in enumerate(dets):
         for key in ("image_id", "bbox", "score"):
             if key not in det:
                 raise ValueError(f"{det_path}: detection {i} has no '{key}'")
         if int(det["image_id"]) not in images:
-            raise ValueError(f"{det_path}: detection {i} refers to image {det['image_id']} not in {image_file}")
+            raise ValueError(f"{det_path}: detection {i} refers to image {det['image_id']} not in "
+                             f"{images_source}")
         if len(det["bbox"]) != 4:
             raise ValueError(f"{det_path}: detection {i} (image {det['image_id']}) bbox needs 4 values")
         by_image.setdefault(int(det["image_id"]), []).append((i, det))

@@ -156,21 +156,16 @@ def _model_hint(state: Mapping[str, Any]) -> str:
     return f" (the checkpoint's run used model {shown})"
 
 
-def load_network_checkpoint(network: nn.Module, source: str | Path) -> InitReport:
-    """Copy the primary network of the poselab checkpoint ``source`` into ``network`` (in place).
-
-    ``source``: a checkpoint file or a run directory (:func:`checkpoint_file`). Every entry of
-    ``network.state_dict()`` (parameters and buffers: BN statistics too) must be in the checkpoint's
-    network with the same shape, and the checkpoint's network may have no other entries.
+def copy_primary_network(network: nn.Module, state: Mapping[str, Any], path: str | Path) -> str:
+    """Copy the primary network of the training state ``state`` (read from ``path``) into ``network``
+    (in place) and return its name (``net`` or ``net1``). Every entry of ``network.state_dict()``
+    (parameters and buffers) must be in the checkpoint's network with the same shape, and the
+    checkpoint's network may have no other entries.
 
     Raises:
-        FileNotFoundError: no such file / a run directory without ``last.pth``.
-        ValueError: a ``runs:/`` source; not a poselab training state; keys missing from the
-            checkpoint, keys the network lacks, or shapes that differ (each message names the file and
-            the first keys).
+        ValueError: no primary network; keys missing from the checkpoint, keys the network lacks, or
+            shapes that differ (each message names the file and the first keys).
     """
-    path = checkpoint_file(source)
-    state = read_training_state(path)
     name, weights = primary_network_state(state, path)
     own = network.state_dict()
     kind = type(network).__name__
@@ -191,10 +186,29 @@ def load_network_checkpoint(network: nn.Module, source: str | Path) -> InitRepor
             f"checkpoint {path} does not fit {kind}: {len(mismatched)} tensors of its network {name!r} have "
             f"other shapes: {_name_some(mismatched)}{_model_hint(state)}")
     network.load_state_dict(weights, strict=True)
+    return name
+
+
+def load_network_checkpoint(network: nn.Module, source: str | Path) -> InitReport:
+    """Copy the primary network of the poselab checkpoint ``source`` into ``network`` (in place).
+
+    ``source``: a checkpoint file or a run directory (:func:`checkpoint_file`). Every entry of
+    ``network.state_dict()`` (parameters and buffers: BN statistics too) must be in the checkpoint's
+    network with the same shape, and the checkpoint's network may have no other entries.
+
+    Raises:
+        FileNotFoundError: no such file / a run directory without ``last.pth``.
+        ValueError: a ``runs:/`` source; not a poselab training state; keys missing from the
+            checkpoint, keys the network lacks, or shapes that differ (each message names the file and
+            the first keys).
+    """
+    path = checkpoint_file(source)
+    state = read_training_state(path)
+    name = copy_primary_network(network, state, path)
     config = state.get("config")
     epoch = state.get("epoch")
     run_id = state.get("mlflow_run_id")
-    return InitReport(path=path, network=name, tensors=len(own),
+    return InitReport(path=path, network=name, tensors=len(network.state_dict()),
                       epoch=epoch if isinstance(epoch, int) else None,
                       run_name=config.get("name") if isinstance(config, Mapping) else None,
                       mlflow_run_id=run_id if isinstance(run_id, str) and run_id else None)

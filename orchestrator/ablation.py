@@ -26,6 +26,7 @@ from typing import Any
 
 from orchestrator.ablation_spec import AblationSpec, GridPlan, Trial, expand_grid
 from orchestrator.resources import ResourcePlan
+from orchestrator.run_logger import replay
 from orchestrator.stage_table import collect_stage, stage_summary, stage_tags
 from orchestrator.table import (
     build_table,
@@ -37,7 +38,8 @@ from orchestrator.table import (
     trial_tags,
 )
 from orchestrator.table_artifacts import log_table
-from orchestrator.tracking import get_or_create_experiment, resolve_tracking_uri, start_run
+from orchestrator.tracking import RunRequest, get_or_create_experiment, open_run, resolve_tracking_uri
+from orchestrator.tracking_outage import OutagePolicy, is_unreachable, wait_for
 from orchestrator.train import (
     RunOptions,
     absolute_paths,
@@ -71,6 +73,9 @@ class AblationOptions:
         log_checkpoints: also upload every trial's best/last checkpoints to MLflow (default: they
             stay in the trial's run directory, whose path is the tag ``poselab.run_dir``).
         log_model: log every trial's best network as its run's MLflow model ``model`` (default: on).
+        outage: how the driver and the trials ride out an unreachable tracking server (default:
+            ``OutagePolicy.from_env()``): trials keep training and spool what they log; the driver
+            waits up to ``wait_s`` for the calls it needs answered (the parent run, the table).
     """
 
     workers: int = 0
@@ -86,6 +91,7 @@ class AblationOptions:
     log_checkpoints: bool = False
     log_model: bool = True
     extra_tags: dict[str, str] = field(default_factory=dict)
+    outage: OutagePolicy | None = None
 
 
 def concurrency(cluster_cpus: float, cpus_per_trial: float, trials: int) -> int:
@@ -116,7 +122,7 @@ def _trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
     parent = ctx["parent_run_id"]
     tags = (stage_tags(parent, stage, trial.trial_id, trial.axes) if stage
             else trial_tags(parent, trial.trial_id, trial.axes))
-    options = RunOptions(**ctx["run_options"], parent_run_id=parent,
+    options = RunOptions(**ctx["run_options"], parent_run_id=parent, defer_delivery=True,
                          run_key=child_run_key(parent, trial.trial_id, stage),
                          tags={**tags, **ctx["tags"], "poselab.run_dir": str(trial.config.run_dir)})
     callbacks = []
@@ -142,18 +148,27 @@ def _label(trial_id: str, stage: str | None) -> str:
 
 
 def _finished_run(ctx: dict[str, Any], trial: Trial) -> tuple[str, dict[str, float]] | None:
-    """(run id, final metrics) when the trial's MLflow child run already finished, else None."""
+    """(run id, final metrics) when the trial's MLflow child run already finished, else None (also when
+    the tracking server cannot tell now: the training then finds its finished run and does not train
+    again, and its MLflow records wait in its spool)."""
     from mlflow.tracking import MlflowClient
 
     from orchestrator.tracking import find_run
 
     client = MlflowClient(tracking_uri=ctx["run_options"]["tracking_uri"])
-    experiment = client.get_experiment_by_name(ctx["run_options"]["experiment"])
     key = child_run_key(ctx["parent_run_id"], trial.trial_id, ctx.get("stage"))
-    run_id = find_run(client, experiment.experiment_id, key) if experiment else None
-    if run_id is None:
+    try:
+        experiment = client.get_experiment_by_name(ctx["run_options"]["experiment"])
+        run_id = find_run(client, experiment.experiment_id, key) if experiment else None
+        run = client.get_run(run_id) if run_id is not None else None
+    except Exception as e:
+        if not is_unreachable(e):
+            raise
+        log.warning("trial %s: the tracking server is unreachable; training (resuming) without checking "
+                    "for a finished MLflow run", trial.trial_id)
         return None
-    run = client.get_run(run_id)
+    if run is None or run_id is None:
+        return None
     final = {k: v for k, v in run.data.metrics.items() if k.startswith("final/")}
     return (run_id, final) if run.info.status == "FINISHED" and final else None
 
@@ -230,20 +245,39 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
     stage_location = storage_join(storage, stage_name)
 
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    policy = options.outage or OutagePolicy.from_env()
+    policy.bound_http_client()
     client = MlflowClient(tracking_uri=tracking_uri)
-    experiment_id = get_or_create_experiment(client, options.experiment, tracking_uri)
+
+    def answered(call, what: str):  # the driver's calls need the server: wait for it (up to policy.wait_s)
+        return wait_for(call, tracking_uri, policy, what)
+
+    def deliver_kept(runs: list[Trial]) -> None:
+        """What trials logged during an outage (their spools) reaches MLflow before the table is read;
+        waits up to policy.wait_s, else UndeliveredRecords (a rerun of the command delivers them)."""
+        run_dirs = [t.config.run_dir for t in runs if t.config.run_dir.is_dir()]
+        if run_dirs:
+            for spool, what in replay(run_dirs, tracking_uri, wait_s=policy.wait_s, policy=policy):
+                print(f"delivered to MLflow what {spool.parent.name} kept during an outage: {what}",
+                      flush=True)
+
+    answered(lambda: get_or_create_experiment(client, options.experiment, tracking_uri),
+             "creating the experiment")
     parent_key = f"ablation:{location}"
     locations = [location, *([stage_location] if warm is not None else [])]
     restoring = any(ray.tune.Tuner.can_restore(loc) for loc in locations) and not options.restart
     if options.restart:  # start over: the Tune state and the trials' run directories go
+        run_dirs = [t.config.run_dir for t in [*stage_trials, *trials] if t.config.run_dir.is_dir()]
+        if run_dirs:  # what the old trials could not log reaches MLflow first (or this is an error)
+            replay(run_dirs, tracking_uri, wait_s=policy.wait_s, policy=policy)
         for path in [*locations, *(str(t.config.run_dir) for t in [*stage_trials, *trials])]:
             remove_storage_dir(path)
     params: dict[str, Any] = {"spec": spec.source, "trials": len(trials), "axes": spec.axis_names}
     if warm is not None:
         params[STAGE] = warm.describe()
-    parent_id, resumed = start_run(client, experiment_id, parent_key, spec.name, params=params,
-                                   tags={**parent_tags(spec.name, spec.axis_names), **options.extra_tags},
-                                   reuse=restoring)
+    request = RunRequest(options.experiment, parent_key, spec.name, params,
+                         {**parent_tags(spec.name, spec.axis_names), **options.extra_tags}, reuse=restoring)
+    parent_id, resumed = answered(lambda: open_run(client, tracking_uri, request), "opening the parent run")
     stage_text = (f" after a warm-start stage of {len(stage_trials)} supervised runs (seeds "
                   f"{', '.join(map(str, warm.seeds))})" if warm is not None else "")
     print(f"ablation {spec.name}: {len(trials)} trials{stage_text} ({'resuming' if restoring else 'new'}; "
@@ -262,7 +296,7 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
     run_options = dict(num_workers=options.workers, use_gpu=options.use_gpu, tracking_uri=tracking_uri,
                        experiment=options.experiment, max_failures=options.max_failures,
                        stop_on_collapse=spec.stop_collapsed, log_checkpoints=options.log_checkpoints,
-                       log_model=options.log_model)
+                       log_model=options.log_model, outage=policy)
     context = {"parent_run_id": parent_id, "plan": asdict(trial_plan), "run_options": run_options,
                "tags": dict(options.extra_tags)}
     grid = _Grid(options, cpus_per_trial, limit, storage, context)
@@ -270,8 +304,9 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
         print(f"warm-start stage: {len(stage_trials)} supervised runs in {Path(out_dir) / spec.name / STAGE}",
               flush=True)
         stage_results = grid.fit(stage_trials, stage_name, stage_location, STAGE, scheduler=None)
+        deliver_kept(stage_trials)
         if stage_results.num_errors:
-            client.set_terminated(parent_id, status="FAILED")
+            answered(lambda: client.set_terminated(parent_id, status="FAILED"), "ending the parent run")
             return (f"{spec.name}: {stage_results.num_errors} of {len(stage_trials)} warm-start runs failed "
                     f"(see {stage_location}); the grid did not start. Rerun the same command to retry "
                     "them.\n")
@@ -282,9 +317,22 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
         scheduler = ASHAScheduler(time_attr="epoch", metric="val/best_AP", mode="max",
                                   max_t=max(t.config.train.epochs for t in trials), grace_period=1)
     results = grid.fit(trials, tune_name, location, None, scheduler)
+    deliver_kept(trials)
     errors = results.num_errors
-    client.set_terminated(parent_id, status="FINISHED" if errors == 0 else "FAILED")
+    status = "FINISHED" if errors == 0 else "FAILED"
+    answered(lambda: client.set_terminated(parent_id, status=status), "ending the parent run")
+    text = answered(lambda: _tabulate(client, spec, options, plan, trials, stage_trials),
+                    "collecting and logging the table")
+    if errors:
+        text += f"\n{errors} trial(s) failed: see {location}\n"
+    return text
 
+
+def _tabulate(client: Any, spec: AblationSpec, options: AblationOptions, plan: GridPlan, trials: list[Trial],
+              stage_trials: list[Trial]) -> str:
+    """The table of the ablation's newest parent run from MLflow, logged to that run; returns its text.
+    Idempotent (every artifact is replaced), so a call interrupted by an outage may be repeated."""
+    warm = spec.warm_start
     parent, df = collect_trials(client, options.experiment, spec.name)
     numbers = table_numbers(df, parent.axes, spec.metric)
     table = build_table(df, parent.axes, spec.metric)
@@ -298,10 +346,7 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
         grid_record[STAGE] = {**warm.describe(), "trials": [t.trial_id for t in stage_trials],
                               "run_dirs": [str(t.config.run_dir) for t in stage_trials]}
     client.log_dict(parent.run_id, grid_record, "results/grid.json")
-    text = format_text(table, title) + summary
-    if errors:
-        text += f"\n{errors} trial(s) failed: see {location}\n"
-    return text
+    return format_text(table, title) + summary
 
 
 class _Grid:

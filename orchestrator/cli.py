@@ -1,5 +1,5 @@
 """The ``poselab`` command: pose's sub-commands plus the Ray/MLflow ones (``train`` through Ray Train,
-``ablation``, ``table``, and ``predict`` with MLflow model sources)."""
+``ablation``, ``table``, ``predict`` with MLflow model sources, ``mlflow-replay``)."""
 
 from __future__ import annotations
 
@@ -85,11 +85,16 @@ def _run_train(args: argparse.Namespace) -> int:
 
     import ray.train
 
+    from orchestrator.run_logger import UndeliveredRecords
+
     try:
         result = run_training(cfg, run_options_from_args(args, resume=not args.no_resume))
     except ray.train.TrainingFailedError as e:
         print(f"poselab train: the run failed (after --max-failures={args.max_failures} restarts): {e}",
               file=sys.stderr)
+        return 1
+    except UndeliveredRecords as e:
+        print(f"poselab train: training finished, but MLflow did not get all of it: {e}", file=sys.stderr)
         return 1
     print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
     print(f"MLflow run {result.run_id} ({'resumed' if result.resumed else 'new'}) in experiment "
@@ -117,12 +122,47 @@ def _load_predict_model(args: argparse.Namespace):
     return load_model_source(args.model, args.tracking_uri)
 
 
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mlflow-replay", help="deliver MLflow records that runs kept while the tracking server was down",
+        description="Deliver, in order and each once, the MLflow records that training runs kept in their "
+                    "spool (<run dir>/mlflow-spool) because the tracking server was unreachable when they "
+                    "ended. A run whose creation was kept is created then (or found by its key: never "
+                    "twice). Delivered spools are emptied; running it again is harmless.")
+    p.add_argument("paths", nargs="+", metavar="DIR",
+                   help="a spool directory, a run directory, or any directory above run directories")
+    p.add_argument("--tracking-uri", default=None,
+                   help="deliver to this tracking URI (default: the URI each spool recorded; give the "
+                        "SQLite store, e.g. sqlite:///ABS/mlflow.db, when the recorded server was a "
+                        "loopback one that is gone)")
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="seconds to wait for an unreachable server before giving up (default 0)")
+    p.set_defaults(func=_run_replay)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from orchestrator.run_logger import UndeliveredRecords, replay
+    from orchestrator.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri) if args.tracking_uri else None
+    try:
+        done = replay(args.paths, tracking_uri=uri, wait_s=args.wait)
+    except UndeliveredRecords as e:
+        print(f"poselab mlflow-replay: error: {e}", file=sys.stderr)
+        return 1
+    for spool, what in done:
+        print(f"{spool}: delivered {what}")
+    if not done:
+        print("nothing to deliver: no spool with records under " + ", ".join(args.paths))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.cluster import add_cluster_subcommand
     from orchestrator.table import add_table_subcommand
 
     return pose_main(argv, extensions=[_add_train, add_table_subcommand, add_cluster_subcommand,
-                                       _add_predict])
+                                       _add_predict, _add_replay])
 
 
 if __name__ == "__main__":

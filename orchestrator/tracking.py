@@ -1,27 +1,31 @@
-"""MLflow glue: tracking URIs, idempotent runs, and the rank-0 logger of a training run.
+"""MLflow glue: tracking URIs, idempotent runs, run checkpoints (the logger of a run that rides out
+server outages is :mod:`orchestrator.run_logger`).
 
 * The default tracking store is MLflow's own default, a SQLite database ``mlflow.db`` in the working
   directory. Relative SQLite paths are made absolute on the driver, so Ray workers (whose working
   directory may differ) write to the same file; artifacts of such stores go next to it in
   ``mlartifacts/``. Any other URI (an ``http://`` MLflow server) is passed through.
-* A run is identified by a *run key* (tag ``poselab.run_key``): starting a run whose key already exists
+* A run is identified by a *run key* (tag ``poselab.run_key``): opening a run whose key already exists
   returns the existing run, so a restarted or resumed training continues its MLflow run and never
-  creates a duplicate.
+  creates a duplicate; each opening also tags the run it creates with a unique ``poselab.open_id``, so
+  an opening retried after a lost answer, or replayed from a spool, finds it instead of creating another.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
+import time
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+
+from orchestrator.tracking_outage import is_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +36,9 @@ CHECKPOINT_ARTIFACTS = "checkpoints"
 RUNS_URI_PREFIX = "runs:/"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
+OPEN_ID_TAG = "poselab.open_id"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
-_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch
 
 
 def resolve_tracking_uri(uri: str | None = None, cwd: str | Path | None = None) -> str:
@@ -86,81 +90,85 @@ def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return out
 
 
-def find_run(client: MlflowClient, experiment_id: str, run_key: str) -> str | None:
-    """The id of the run tagged with ``run_key`` (the newest if several), or None."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+def find_run(client: MlflowClient, experiment_id: str, run_key: str, tag: str = RUN_KEY_TAG) -> str | None:
+    """The id of the run whose ``tag`` (default: the run key) is ``run_key`` (the newest if several), or
+    None. A failed lookup raises: it never passes for "no such run" (which would create a duplicate)."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{tag}` = '{run_key}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0].info.run_id if runs else None
 
 
-def start_run(client: MlflowClient, experiment_id: str, run_key: str, run_name: str,
-              params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None,
-              parent_run_id: str | None = None, reuse: bool = True) -> tuple[str, bool]:
-    """(run id, resumed): the run with ``run_key`` (when ``reuse``), or a new one with ``params``
-    (flattened) and ``tags``; a new run under an existing key becomes the one later calls find.
+class RunRequest:
+    """What opening a run needs: created when missing, found by ``run_key`` when ``reuse``.
 
-    A resumed run is set back to RUNNING; its params are left as they were (MLflow params are
-    immutable), so a changed config under the same key is reported as an error by the caller's check.
+    Args:
+        experiment: MLflow experiment name (created when missing).
+        run_key, run_name: the run's identity (tag ``poselab.run_key``) and display name.
+        params: the config (nested values are flattened: :func:`flatten_params`).
+        tags: tags of a new run; set again on a found (resumed) one.
+        parent_run_id: makes the run a child run.
+        reuse: find an existing run by key (False: always a new run).
+        open_id: a unique id tagged on the run it creates (``poselab.open_id``), so a retried or
+            replayed opening finds the run an earlier try created although its answer was lost.
+        start_time: epoch milliseconds (default: now): a run created late, from the spool, keeps it.
     """
-    existing = find_run(client, experiment_id, run_key) if reuse else None
-    if existing is not None:
-        client.update_run(existing, status=RunStatus.to_string(RunStatus.RUNNING))
-        return existing, True
-    all_tags = {RUN_KEY_TAG: run_key, RUN_NAME_TAG: run_name, **(tags or {})}
-    if parent_run_id:
-        all_tags[PARENT_TAG] = parent_run_id
-    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-    run_id = run.info.run_id
-    if params:
-        items = [Param(k, v) for k, v in flatten_params(params).items()]
-        for i in range(0, len(items), 90):  # log_batch takes at most 100 params
-            client.log_batch(run_id, params=items[i:i + 90])
+
+    def __init__(self, experiment: str, run_key: str, run_name: str, params: Mapping[str, Any] | None = None,
+                 tags: Mapping[str, str] | None = None, parent_run_id: str | None = None, reuse: bool = True,
+                 open_id: str | None = None, start_time: int | None = None) -> None:
+        self.experiment, self.run_key, self.run_name = experiment, run_key, run_name
+        self.params = flatten_params(params or {})
+        self.tags = dict(tags or {})
+        self.parent_run_id = parent_run_id
+        self.reuse = reuse
+        self.open_id = open_id or uuid.uuid4().hex
+        self.start_time = int(time.time() * 1000) if start_time is None else int(start_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "run_key": self.run_key, "run_name": self.run_name,
+                "params": self.params, "tags": self.tags, "parent_run_id": self.parent_run_id,
+                "reuse": self.reuse, "open_id": self.open_id, "start_time": self.start_time}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRequest:
+        return cls(**{k: data[k] for k in ("experiment", "run_key", "run_name", "params", "tags",
+                                            "parent_run_id", "reuse", "open_id", "start_time")})
+
+
+def open_run(client: MlflowClient, tracking_uri: str, request: RunRequest) -> tuple[str, bool]:
+    """(run id, resumed): the run an earlier try of this ``request`` created (tag ``poselab.open_id``),
+    else the run with its key (when ``reuse``; set back to RUNNING, its tags set again), else a new
+    one with the request's params and tags; a new run under an existing key becomes the one later calls
+    find. Idempotent: retrying or replaying a request never creates a second run.
+
+    A created run gets the request's params it does not have yet (all, unless an earlier try logged
+    some before its connection broke); a resumed run's params are left as they were (MLflow params
+    are immutable), so a changed config under the same key is reported as an error by the caller's check.
+    """
+    experiment_id = get_or_create_experiment(client, request.experiment, tracking_uri)
+    run_id = find_run(client, experiment_id, request.open_id, tag=OPEN_ID_TAG)
+    if run_id is None and request.reuse:
+        run_id = find_run(client, experiment_id, request.run_key)
+        if run_id is not None:
+            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            tags = [RunTag(k, v) for k, v in request.tags.items()]
+            for i in range(0, len(tags), 90):  # log_batch takes at most 100 tags
+                client.log_batch(run_id, tags=tags[i:i + 90])
+            return run_id, True
+    logged: dict[str, str] = {}
+    if run_id is None:
+        all_tags = {RUN_KEY_TAG: request.run_key, RUN_NAME_TAG: request.run_name,
+                    OPEN_ID_TAG: request.open_id, **request.tags}
+        if request.parent_run_id:
+            all_tags[PARENT_TAG] = request.parent_run_id
+        run_id = client.create_run(experiment_id, start_time=request.start_time, tags=all_tags,
+                                   run_name=request.run_name).info.run_id
+    else:  # created by an earlier try of this request
+        logged = client.get_run(run_id).data.params
+    items = [Param(k, v) for k, v in request.params.items() if k not in logged]
+    for i in range(0, len(items), 90):  # log_batch takes at most 100 params
+        client.log_batch(run_id, params=items[i:i + 90])
     return run_id, False
-
-
-@dataclass
-class RunLogger:
-    """Logs metrics and artifacts of one MLflow run (used on rank 0 only).
-
-    Non-finite values are skipped with one warning per key (MLflow's SQLite store refuses NaN in some
-    backends and they would break charts); keys are passed through (``val/net1/AP``).
-    """
-
-    tracking_uri: str
-    run_id: str
-
-    def __post_init__(self) -> None:
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        self._warned: set[str] = set()
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        import time
-
-        ts = int(time.time() * 1000)
-        items = []
-        for k, v in metrics.items():
-            v = float(v)
-            if not math.isfinite(v):
-                if k not in self._warned:
-                    self._warned.add(k)
-                    log.warning("metric %s is %s at step %d: not logged to MLflow", k, v, step)
-                continue
-            items.append(Metric(k, v, ts, int(step)))
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(self.run_id, metrics=items[i:i + _BATCH])
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
-
-    def log_dict(self, data: Any, artifact_file: str) -> None:
-        self.client.log_dict(self.run_id, data, artifact_file)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, v)
-
-    def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
 
 
 def run_checkpoint(client: MlflowClient, uri: str, download_dir: str | Path,
@@ -184,6 +192,8 @@ def run_checkpoint(client: MlflowClient, uri: str, download_dir: str | Path,
     try:
         run = client.get_run(run_id)
     except MlflowException as e:
+        if is_unreachable(e):  # an outage, not a missing run: the caller may wait for the server
+            raise
         raise ValueError(f"{uri}: no such MLflow run in {client.tracking_uri} ({e.message})") from None
     tagged = run.data.tags.get(RUN_DIR_TAG)
     for name in names:

@@ -7,6 +7,8 @@
    files (:func:`resolve_init`; the run's MLflow tags ``poselab.init*`` record them);
 2. opens (or resumes) the run's MLflow run, keyed by the run directory, so a rerun continues the same
    MLflow run and never creates a duplicate (a diagnosis-only config is tagged ``poselab.diagnosis``);
+   while the tracking server is unreachable everything the run logs, its opening included, waits in
+   ``<run dir>/mlflow-spool`` (:mod:`orchestrator.run_logger`) and training goes on;
 3. starts or joins Ray with a CPU plan that keeps Train workers and data loading from deadlocking on
    small machines (:func:`orchestrator.resources.plan_resources`);
 4. runs :func:`orchestrator.worker.train_loop_per_worker` in a ``TorchTrainer`` whose
@@ -27,15 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.resources import ResourcePlan, plan_resources
+from orchestrator.run_logger import REPLAY_COMMAND, RunLogger, replay
 from orchestrator.table import TAG_DIAGNOSIS
 from orchestrator.tracking import (
     RUN_DIR_TAG,
     RUNS_URI_PREFIX,
-    get_or_create_experiment,
+    RunRequest,
     resolve_tracking_uri,
     run_checkpoint,
-    start_run,
 )
+from orchestrator.tracking_outage import OutagePolicy, wait_for
+from orchestrator.tracking_spool import SPOOL_DIR
 from orchestrator.worker import WorkerSettings, loop_config, train_loop_per_worker
 from pose.config import to_dict
 from pose.tasks import AnyExperimentConfig
@@ -75,6 +79,11 @@ class RunOptions:
         parent_run_id: MLflow parent run (ablation trials).
         run_key: identity of the run in MLflow (default: its absolute run directory).
         fault_step, fault_marker: fault injection for tests (see ``WorkerSettings``).
+        outage: how the run rides out an unreachable tracking server (default:
+            ``OutagePolicy.from_env()``; docs/orchestration.md, "Tracking server outages").
+        defer_delivery: at the end, leave what an outage kept in the run's spool (with a warning)
+            instead of waiting for the server: ablation trials, whose driver delivers every trial's
+            spool when the grid ends.
     """
 
     num_workers: int = 1
@@ -95,6 +104,8 @@ class RunOptions:
     run_key: str | None = None
     fault_step: int = 0
     fault_marker: str = ""
+    outage: OutagePolicy | None = None
+    defer_delivery: bool = False
 
     def __post_init__(self) -> None:
         if self.num_workers < 0 or self.max_failures < -1:
@@ -134,7 +145,7 @@ def absolute_paths(cfg: AnyExperimentConfig, cwd: str | Path | None = None) -> A
     return dataclasses.replace(cfg, output_dir=absolute(cfg.output_dir), data=data, model=model)
 
 
-def resolve_init(cfg: AnyExperimentConfig, tracking_uri: str | None = None
+def resolve_init(cfg: AnyExperimentConfig, tracking_uri: str | None = None, policy: OutagePolicy | None = None
                  ) -> tuple[AnyExperimentConfig, dict[str, str]]:
     """``cfg`` with ``runs:/<run id>`` sources of ``model.init`` / ``model.init_net2`` replaced by the
     run's checkpoint file (:func:`orchestrator.tracking.run_checkpoint`; a logged artifact is
@@ -166,9 +177,13 @@ def resolve_init(cfg: AnyExperimentConfig, tracking_uri: str | None = None
             if path is None or not (resuming or Path(path).is_file()):
                 from mlflow.tracking import MlflowClient
 
-                client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
-                try:
-                    path = str(run_checkpoint(client, source, cfg.run_dir / INIT_DOWNLOADS))
+                uri = resolve_tracking_uri(tracking_uri)
+                client = MlflowClient(tracking_uri=uri)
+                downloads = cfg.run_dir / INIT_DOWNLOADS
+                try:  # waits out a tracking-server outage (up to the policy's wait_s)
+                    path = str(wait_for(lambda: run_checkpoint(client, source, downloads), uri,
+                                        policy or OutagePolicy.from_env(),
+                                        f"resolving model.{field_name}={source}"))
                 except ValueError as e:
                     raise ValueError(f"model.{field_name}: {e}") from None
                 known[source] = path
@@ -268,37 +283,40 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
             would mix two experiments): pass ``resume=False`` or choose another ``name``.
         ray.train.TrainingFailedError: the run failed more than ``max_failures`` times (its MLflow run
             is marked FAILED).
+        orchestrator.run_logger.UndeliveredRecords: training finished but the tracking server stayed
+            unreachable longer than ``outage.wait_s`` (unless ``defer_delivery``): the message says what
+            was not logged, where it is kept (``<run dir>/mlflow-spool``) and how to deliver it
+            (``poselab mlflow-replay``). ``TrainResult.run_id`` is "" when a deferred run's MLflow run
+            is not created yet.
     """
-    from mlflow.tracking import MlflowClient
-
     cfg = absolute_paths(cfg)
     run_dir = cfg.run_dir
     storage = storage_root(options.storage_path or Path(cfg.output_dir) / "ray")
     ray_name = safe_name(cfg.name)
+    tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    policy = options.outage or OutagePolicy.from_env()
     if not options.resume:
+        if run_dir.is_dir():  # the old run's records that never reached MLflow go first (or it is an error)
+            replay([run_dir], tracking_uri, wait_s=policy.wait_s, policy=policy)
         for d in (str(run_dir), storage_join(storage, ray_name)):
             log.info("--no-resume: removing %s (if present)", d)
             remove_storage_dir(d)
-    tracking_uri = resolve_tracking_uri(options.tracking_uri)
-    cfg, init_tags = resolve_init(cfg, tracking_uri)
+    cfg, init_tags = resolve_init(cfg, tracking_uri, policy)
     changed = _config_changed(run_dir, cfg)
     if changed:
         raise ValueError(f"{run_dir} holds an interrupted run with a different config (sections: "
                          f"{', '.join(changed)}): rerun with --no-resume to start over, or change `name`")
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    experiment_id = get_or_create_experiment(client, options.experiment, tracking_uri)
-    run_key = options.run_key or str(run_dir)
+    spool_dir = run_dir / SPOOL_DIR
+    logger = RunLogger(tracking_uri, spool_dir, policy=policy, label=cfg.name)
     tags = {RUN_DIR_TAG: str(run_dir), **config_tags(cfg), **init_tags, **options.tags}
-    run_id, resumed = start_run(client, experiment_id, run_key, cfg.name, to_dict(cfg), tags,
-                                options.parent_run_id, reuse=options.resume)
-    if resumed:
-        log.info("continuing MLflow run %s (%s)", run_id, run_key)
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
+    request = RunRequest(options.experiment, options.run_key or str(run_dir), cfg.name, to_dict(cfg), tags,
+                         options.parent_run_id, reuse=options.resume)
+    run_id = logger.open(request)  # "" while the server is unreachable: the opening waits in the spool
 
     plan = plan or ensure_ray(options, options.num_workers)
-    settings = WorkerSettings(tracking_uri=tracking_uri, run_id=run_id, use_gpu=options.use_gpu,
+    settings = WorkerSettings(tracking_uri=tracking_uri, run_id=run_id, spool_dir=str(spool_dir),
+                              outage=dataclasses.asdict(policy), use_gpu=options.use_gpu,
                               torch_threads=plan.torch_threads, sync_bn=options.sync_bn,
                               log_checkpoints=options.log_checkpoints, log_model=options.log_model,
                               resume=options.resume,
@@ -317,11 +335,26 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
     try:
         execute()
     except BaseException:
-        client.set_terminated(run_id, status="FAILED")
+        logger.reload()  # the workers' records come first
+        try:
+            logger.finish("FAILED")
+            if not logger.flush():
+                log.warning("run %s failed while MLflow is unreachable: %s wait in %s (`%s %s` "
+                            "delivers them)", cfg.name, logger.spool.summary(), spool_dir, REPLAY_COMMAND,
+                            spool_dir)
+        except Exception as e:  # the training's error is the one to raise
+            log.warning("run %s: could not record its FAILED status in MLflow: %s", cfg.name, e)
         raise
-    client.set_terminated(run_id, status="FINISHED")
+    logger.reload()
+    logger.finish("FINISHED")
+    if not options.defer_delivery:
+        logger.close()  # waits for an unreachable server up to policy.wait_s, else UndeliveredRecords
+    elif not logger.flush():
+        log.warning("run %s finished while MLflow is unreachable: %s wait in %s for the ablation's driver "
+                    "to deliver them", cfg.name, logger.spool.summary(), spool_dir)
     metrics = json.loads((run_dir / "final_metrics.json").read_text())
-    return TrainResult(metrics=metrics, run_id=run_id, tracking_uri=tracking_uri, run_dir=run_dir, resumed=resumed)
+    return TrainResult(metrics=metrics, run_id=logger.run_id, tracking_uri=tracking_uri, run_dir=run_dir,
+                       resumed=logger.resumed)
 
 
 def _torch_trainer(cfg: AnyExperimentConfig, settings: WorkerSettings, options: RunOptions, plan: ResourcePlan,

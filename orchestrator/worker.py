@@ -43,7 +43,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from orchestrator.mlflow_model import log_pose_model
 from orchestrator.table import TAG_COLLAPSED
-from orchestrator.tracking import RunLogger
+from orchestrator.run_logger import RunLogger
+from orchestrator.tracking_outage import OutagePolicy, is_unreachable
+from orchestrator.tracking_spool import SPOOL_DIR
 from pose.config import to_dict
 from pose.data.batching import drops_partial_batch, train_steps_per_epoch
 from pose.data.shards import split_range
@@ -66,7 +68,10 @@ class WorkerSettings:
     """What the driver tells every worker besides the experiment config.
 
     Attributes:
-        tracking_uri, run_id: the MLflow run rank 0 logs to ("" : no MLflow logging).
+        tracking_uri, run_id: the MLflow run rank 0 logs to (run_id "" and no spool_dir: no MLflow
+            logging; "" with a spool_dir: the run's opening waits in the spool, the server being down).
+        spool_dir: the run's spool (records kept while the tracking server is unreachable).
+        outage: the :class:`orchestrator.tracking_outage.OutagePolicy` fields (a plain dict).
         use_gpu: one GPU per worker (NCCL); otherwise CPU (gloo).
         torch_threads: intra-op threads per worker (0: leave torch's default).
         sync_bn: convert batch norm to SyncBatchNorm (GPU only).
@@ -84,6 +89,8 @@ class WorkerSettings:
 
     tracking_uri: str = ""
     run_id: str = ""
+    spool_dir: str = ""
+    outage: dict[str, float] | None = None
     use_gpu: bool = False
     torch_threads: int = 0
     sync_bn: bool = False
@@ -201,7 +208,11 @@ class WorkerRun:
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self._ddp = {name: DistributedDataParallel(net, device_ids=ids) for name, net in self.method.networks.items()}
-        self.logger = RunLogger(settings.tracking_uri, settings.run_id) if rank == 0 and settings.run_id else None
+        self.logger: RunLogger | None = None
+        if rank == 0 and settings.tracking_uri and (settings.run_id or settings.spool_dir):
+            policy = OutagePolicy(**settings.outage) if settings.outage else None
+            self.logger = RunLogger(settings.tracking_uri, settings.spool_dir or cfg.run_dir / SPOOL_DIR,
+                                    run_id=settings.run_id, policy=policy, label=cfg.name)
         self.run_dir = cfg.run_dir
         self._progress: ProgressBar | None = None
 
@@ -230,7 +241,8 @@ class WorkerRun:
         return state
 
     def state_dict(self, rngs: list[dict]) -> dict:
-        return {**training_state(self, rngs), "mlflow_run_id": self.settings.run_id}
+        run_id = self.logger.run_id if self.logger is not None else self.settings.run_id
+        return {**training_state(self, rngs), "mlflow_run_id": run_id}
 
     def _gather(self, obj: Any) -> list[Any]:
         if not self.distributed:
@@ -442,8 +454,15 @@ class WorkerRun:
             self.logger.log_artifact(path, "images")
         if self.settings.log_model:
             t0 = time.perf_counter()
-            if log_pose_model(self.settings.tracking_uri, self.settings.run_id, self.run_dir, self.step):
-                log.info("%s: MLflow model logged in %.2f s", self.cfg.name, time.perf_counter() - t0)
+            try:
+                if log_pose_model(self.settings.tracking_uri, self.settings.run_id, self.run_dir, self.step):
+                    log.info("%s: MLflow model logged in %.2f s", self.cfg.name, time.perf_counter() - t0)
+            except Exception as e:  # an unreachable server must not fail a finished training
+                if not is_unreachable(e):
+                    raise
+                log.warning("%s: the tracking server is unreachable: no MLflow model logged (the checkpoints "
+                            "in %s hold it; `poselab predict` reads them)", self.cfg.name, self.run_dir)
+        self.logger.flush()  # what an outage kept waits for the driver, which closes the run
 
     def draw_predictions(self, count: int) -> Path:
         """The first ``count`` validation items with the primary network's skeletons -> a PNG in the run dir."""

@@ -29,7 +29,9 @@ if str(REPO) not in sys.path:  # `python pipelines/ablation.py` from a checkout 
 from orchestrator.ablation import AblationOptions, run_ablation  # noqa: E402
 from orchestrator.ablation_spec import AblationSpec  # noqa: E402
 from orchestrator.cli import mlflow_ui_hint  # noqa: E402
+from orchestrator.run_logger import UndeliveredRecords  # noqa: E402
 from orchestrator.tracking import resolve_tracking_uri  # noqa: E402
+from orchestrator.tracking_outage import TrackingUnavailable  # noqa: E402
 
 DEFAULT_SPEC = REPO / "pipelines" / "specs" / "synth-quick.yaml"
 log = logging.getLogger("ablation")
@@ -128,7 +130,16 @@ def main(argv: list[str] | None = None) -> int:
                                   experiment=args.experiment, storage_path=args.storage, output_dir=args.output_dir,
                                   restart=args.restart, log_model=not args.no_log_model,
                                   tracking_uri=server.wait_ready() if server is not None else tracking_uri)
-        text = run_ablation(spec, options)
+        try:
+            text = run_ablation(spec, options)
+        except (UndeliveredRecords, TrackingUnavailable) as e:
+            store = f" --tracking-uri {tracking_uri}" if server is not None else ""  # the SQLite file
+            runs = Path(options.output_dir or spec.base.output_dir) / spec.name
+            print(f"pipelines/ablation.py: error: {e}\nThe trials' MLflow records wait in their run "
+                  "directories' mlflow-spool/. Once the tracking store is reachable, rerun this command (it "
+                  "delivers them and logs the table), or deliver them alone with "
+                  f"`poselab mlflow-replay {runs}{store}`.", file=sys.stderr)
+            return 1
     finally:
         if server is not None:
             server.stop()

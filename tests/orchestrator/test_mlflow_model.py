@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.mlflow_model import load_mlflow_model, log_pose_model, mlflow_tracking_uri, run_models
-from orchestrator.tracking import RUN_DIR_TAG, get_or_create_experiment, start_run
+from orchestrator.tracking import RUN_DIR_TAG, RunRequest, open_run
 from orchestrator.train import RunOptions, run_training
 from pose.config import apply_overrides
 from pose.engine.trainer import Trainer
@@ -38,12 +38,12 @@ def test_model_round_trip_registry_and_predict_from_the_run(coco_mini, tmp_path)
     run_dir = tmp_path / "runs" / "tiny"
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
-    experiment = get_or_create_experiment(client, "models", uri)
-    run_id, _ = start_run(client, experiment, "tiny", "tiny", tags={RUN_DIR_TAG: str(run_dir)})
+    run_id, _ = open_run(client, uri, RunRequest("models", "tiny", "tiny", tags={RUN_DIR_TAG: str(run_dir)}))
 
     model_uri = log_pose_model(uri, run_id, run_dir, step=1)
     assert model_uri is not None and model_uri.startswith("models:/")
     assert log_pose_model(uri, run_id, run_dir, step=1) is None  # a rerun of a finished run logs nothing new
+    experiment = client.get_run(run_id).info.experiment_id
     [(step, model_id)] = run_models(client, run_id, experiment)
     assert step == 1 and model_uri == f"models:/{model_id}"
     assert [(o.model_id, o.step) for o in client.get_run(run_id).outputs.model_outputs] == [(model_id, 1)]
@@ -72,7 +72,7 @@ def test_model_round_trip_registry_and_predict_from_the_run(coco_mini, tmp_path)
     assert from_mlflow == json.loads((tmp_path / "b" / "results.json").read_text()) and from_mlflow
 
     # a run without a logged model: its checkpoint (best.pth of the tagged run directory)
-    bare, _ = start_run(client, experiment, "bare", "bare", tags={RUN_DIR_TAG: str(run_dir)})
+    bare, _ = open_run(client, uri, RunRequest("models", "bare", "bare", tags={RUN_DIR_TAG: str(run_dir)}))
     assert load_mlflow_model(f"runs:/{bare}", uri).source == str(run_dir / "best.pth")
     with pytest.raises(ValueError, match="logged no MLflow model named 'model'"):
         load_mlflow_model(f"runs:/{bare}/model", uri)

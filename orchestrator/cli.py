@@ -53,6 +53,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=["ray", "plain"], default="ray",
                    help="ray (default) or plain: single-process PyTorch without Ray or MLflow")
     add_ray_arguments(p)
+    # SUPPRESS: the flag adds to `poselab -v train`, it does not reset it
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show Ray's and MLflow's console output (Ray Train's and the workers' logs) instead of "
+                        "the compact status")
     p.set_defaults(func=_run_train)
 
 
@@ -77,12 +81,19 @@ def _run_train(args: argparse.Namespace) -> int:
         final = Trainer(cfg, resume=not args.no_resume).fit()
         print(json.dumps({k: round(v, 4) for k, v in final.items()}))
         return 0
-    from orchestrator.train import run_training
-
     import ray.train
 
+    from orchestrator import console
+    from orchestrator.console import LiveStatus, RunProgress
+    from orchestrator.train import run_training
+
+    console.setup(args.verbose)  # before Ray starts: quiet unless --verbose
+    # in place on a quiet terminal; with --workers 0 the training runs in this process and prints its own
+    # progress bars there, so the status is plain lines
+    status = LiveStatus(cfg.name, live=None if console.is_quiet() and args.workers > 0 else False)
+    progress = RunProgress(status, cfg.name, cfg.train.epochs)
     try:
-        result = run_training(cfg, run_options_from_args(args, resume=not args.no_resume))
+        result = run_training(cfg, run_options_from_args(args, resume=not args.no_resume), progress=progress)
     except ray.train.TrainingFailedError as e:
         print(f"poselab train: the run failed (after --max-failures={args.max_failures} restarts): {e}",
               file=sys.stderr)

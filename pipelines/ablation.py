@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.perf_counter() - t0) / 60
     print(f"\nablation finished in {minutes:.1f} min; the table is logged to the parent run "
           f"(results/table.md, table.csv, table.json)")
-    print(f"view it: {mlflow_ui_hint(tracking_uri)}")
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(tracking_uri).get_experiment_by_name(args.experiment)
+    print(f"view it: {mlflow_ui_hint(tracking_uri, experiment and experiment.experiment_id)}")
     print(f"or print it again: poselab table {args.experiment} --ablation {spec.name}"
           + (f" --tracking-uri {tracking_uri}" if args.tracking_uri else ""))
     return 0

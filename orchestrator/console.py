@@ -38,8 +38,9 @@ QUIET_LOGGERS = {"ray": logging.INFO, "mlflow": logging.INFO, "alembic": logging
                  "py.warnings": logging.WARNING}
 """Loggers whose records go to the driver log file in quiet mode (at these levels), ERROR and up also
 to the console."""
-_DROPPED_ERRORS = ("Trial task failed for trial",)
-"""ERROR records not repeated on the console: the status prints its own line for a failed trial."""
+_DROPPED_ERRORS = ("Trial task failed for trial", "Trials did not complete")
+"""ERROR records of Tune's not repeated on the console: the status prints its own line for a failed
+trial (they are in the driver log)."""
 _BUFFERED = 5000
 
 _quiet: _QuietLogs | None = None

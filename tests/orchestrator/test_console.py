@@ -185,6 +185,7 @@ assert console.ray_init_kwargs() == {"log_to_driver": False, "logging_level": "I
 logging.getLogger("mlflow.store.db.utils").info("Creating initial MLflow database tables...")
 logging.getLogger("ray._private.authentication").warning("Token authentication is enabled")
 logging.getLogger("ray.tune.execution.tune_controller").error("Trial task failed for trial x")
+logging.getLogger("ray.tune.tune").error("Trials did not complete: %s", ["x"])
 warnings.warn("a deprecation")
 console._quiet.attach(Path(sys.argv[1]))
 logging.getLogger("ray.train").error("the controller died\nTraceback ...")
@@ -201,7 +202,8 @@ def test_quiet_setup_sends_ray_and_mlflow_records_to_the_driver_log(tmp_path):
     assert run.stderr == f"ray error: the controller died (details: {log})\n"  # one line, no traceback
     text = log.read_text()
     for record in ("Creating initial MLflow database tables", "Token authentication is enabled",
-                   "Trial task failed for trial x", "a deprecation", "the controller died"):
+                   "Trial task failed for trial x", "Trials did not complete: ['x']", "a deprecation",
+                   "the controller died"):
         assert record in text, record
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator import console
 from orchestrator.ablation_spec import AblationSpec, GridPlan, Trial, expand_grid
+from orchestrator.console import LiveStatus
 from orchestrator.resources import ResourcePlan
 from orchestrator.run_logger import replay
 from orchestrator.stage_table import collect_stage, stage_summary, stage_tags
@@ -108,15 +109,17 @@ def _trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
     """
     import ray.tune
 
+    from orchestrator.tune_status import FINISHED_BEFORE
+
     trial = Trial.from_dict(config["trial"])
     ctx = context
     stage = ctx.get("stage")  # None for the grid's trials, "warm_start" for the warm-start stage's runs
     finished = _finished_run(ctx, trial)
     if finished is not None:  # Tune's state lagged behind a killed driver: report, do not train again
         run_id, final = finished
-        print(f"{_label(trial.trial_id, stage)}: already finished (MLflow run {run_id}); not rerun",
-              flush=True)
-        ray.tune.report({**final, "done": True, "mlflow_run_id": run_id})
+        print(f"{trial_label(trial.trial_id, stage)}: already finished (MLflow run {run_id}); not rerun",
+              flush=True)  # the trial's log; the driver's status says it too
+        ray.tune.report({**final, "done": True, "mlflow_run_id": run_id, FINISHED_BEFORE: True})
         return
     plan = ResourcePlan(**ctx["plan"])
     parent = ctx["parent_run_id"]
@@ -142,7 +145,7 @@ def child_run_key(parent_run_id: str, trial_id: str, stage: str | None = None) -
     return f"{parent_run_id}/{stage}/{trial_id}" if stage else f"{parent_run_id}/{trial_id}"
 
 
-def _label(trial_id: str, stage: str | None) -> str:
+def trial_label(trial_id: str, stage: str | None) -> str:
     """How progress lines name a trial: its id, or ``<stage>/<id>`` for a stage's run."""
     return f"{stage}/{trial_id}" if stage else trial_id
 
@@ -171,45 +174,6 @@ def _finished_run(ctx: dict[str, Any], trial: Trial) -> tuple[str, dict[str, flo
         return None
     final = {k: v for k, v in run.data.metrics.items() if k.startswith("final/")}
     return (run_id, final) if run.info.status == "FINISHED" and final else None
-
-
-class _StatusPrinter:
-    """Prints one line per trial event (start, epoch result, end) with the trial's axes (a stage's
-    trials as ``<stage>/<id>``)."""
-
-    def __new__(cls, total: int, stage: str | None = None):
-        from ray.tune import Callback
-
-        class Printer(Callback):
-            def __init__(self) -> None:
-                self.t0 = time.monotonic()
-                self.done = 0
-
-            def _say(self, trial, text: str) -> None:
-                tid = _label(trial.config.get("trial", {}).get("trial_id", trial.trial_id), stage)
-                print(f"[{time.monotonic() - self.t0:6.0f}s] {tid}: {text}", flush=True)
-
-            def on_trial_start(self, iteration, trials, trial, **info):
-                self._say(trial, "started")
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                if "final/AP" in result:
-                    return
-                ap = result.get("val/best_AP")
-                evaluated = ap is not None and ap >= 0  # -1 until the first evaluation
-                self._say(trial, f"epoch {result.get('epoch', '?')}" + (f" best AP {ap:.3f}" if evaluated else ""))
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                self.done += 1
-                r = trial.last_result or {}
-                ap = r.get("final/AP")
-                self._say(trial, f"finished ({self.done}/{total})" + (f" AP {ap:.3f}" if ap is not None else ""))
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                self.done += 1
-                self._say(trial, f"FAILED ({self.done}/{total}): {trial.error_file or ''}")
-
-        return Printer()
 
 
 def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions()) -> str:
@@ -299,25 +263,34 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
                        log_model=options.log_model, outage=policy)
     context = {"parent_run_id": parent_id, "plan": asdict(trial_plan), "run_options": run_options,
                "tags": dict(options.extra_tags)}
-    grid = _Grid(options, cpus_per_trial, limit, storage, context)
+    # the live status: every run of the stage and of the grid, in place on a quiet console's terminal
+    status = LiveStatus(spec.name, live=None if console.is_quiet() else False)
+    for t in stage_trials:
+        status.add(trial_label(t.trial_id, STAGE), t.config.train.epochs)
+    for t in trials:
+        status.add(t.trial_id, t.config.train.epochs)
+    status.set_logs(console.ray_logs_dir())
+    grid = _Grid(options, cpus_per_trial, limit, storage, context, status)
     if warm is not None:
         print(f"warm-start stage: {len(stage_trials)} supervised runs in {Path(out_dir) / spec.name / STAGE}",
               flush=True)
-        stage_results = grid.fit(stage_trials, stage_name, stage_location, STAGE, scheduler=None)
-        deliver_kept(stage_trials)
-        if stage_results.num_errors:
-            answered(lambda: client.set_terminated(parent_id, status="FAILED"), "ending the parent run")
-            return (f"{spec.name}: {stage_results.num_errors} of {len(stage_trials)} warm-start runs failed "
-                    f"(see {stage_location}); the grid did not start. Rerun the same command to retry "
-                    "them.\n")
-    scheduler = None
-    if spec.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
+    with status:
+        if warm is not None:
+            stage_results = grid.fit(stage_trials, stage_name, stage_location, STAGE, scheduler=None)
+            deliver_kept(stage_trials)
+            if stage_results.num_errors:
+                answered(lambda: client.set_terminated(parent_id, status="FAILED"), "ending the parent run")
+                return (f"{spec.name}: {stage_results.num_errors} of {len(stage_trials)} warm-start runs "
+                        f"failed (see {stage_location}); the grid did not start. Rerun the same command to "
+                        "retry them.\n")
+        scheduler = None
+        if spec.scheduler == "asha":
+            from ray.tune.schedulers import ASHAScheduler
 
-        scheduler = ASHAScheduler(time_attr="epoch", metric="val/best_AP", mode="max",
-                                  max_t=max(t.config.train.epochs for t in trials), grace_period=1)
-    results = grid.fit(trials, tune_name, location, None, scheduler)
-    deliver_kept(trials)
+            scheduler = ASHAScheduler(time_attr="epoch", metric="val/best_AP", mode="max",
+                                      max_t=max(t.config.train.epochs for t in trials), grace_period=1)
+        results = grid.fit(trials, tune_name, location, None, scheduler)
+        deliver_kept(trials)
     errors = results.num_errors
     status = "FINISHED" if errors == 0 else "FAILED"
     answered(lambda: client.set_terminated(parent_id, status=status), "ending the parent run")
@@ -353,22 +326,26 @@ class _Grid:
     """Runs (or restores) one Tune grid of trials: the ablation's, or its warm-start stage's."""
 
     def __init__(self, options: AblationOptions, cpus_per_trial: float, limit: int, storage: str,
-                 context: dict[str, Any]) -> None:
+                 context: dict[str, Any], status: LiveStatus) -> None:
         self.options, self.cpus_per_trial, self.limit, self.storage = options, cpus_per_trial, limit, storage
-        self.context = context
+        self.context, self.status = context, status
 
     def fit(self, trials: list[Trial], name: str, location: str, stage: str | None, scheduler: Any):
         """``Tuner(...).fit()`` over ``trials`` in ``location`` (``Tuner.restore`` when it holds an
         interrupted grid and the ablation is not restarted); returns Tune's ``ResultGrid``."""
         import ray.tune
 
+        from orchestrator.tune_status import TrialStatus, replace_callbacks
+
         options = self.options
+        callbacks = [TrialStatus(self.status, len(trials), stage)]
         run_options = {**self.context["run_options"], "storage_path": storage_join(location, "train")}
         context = {**self.context, "stage": stage, "run_options": run_options}
         trainable = ray.tune.with_resources(ray.tune.with_parameters(_trial_fn, context=context),
                                             {"CPU": self.cpus_per_trial if options.workers == 0 else 0.1})
         if ray.tune.Tuner.can_restore(location) and not options.restart:
             tuner = ray.tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True)
+            replace_callbacks(tuner, callbacks)  # the pickled ones hold no status
         else:
             tuner = ray.tune.Tuner(
                 trainable,
@@ -380,7 +357,7 @@ class _Grid:
                     trial_dirname_creator=lambda t: safe_name(t.config["trial"]["trial_id"])),
                 run_config=ray.tune.RunConfig(
                     name=name, storage_path=self.storage, verbose=0,
-                    callbacks=[_StatusPrinter(len(trials), stage)],
+                    callbacks=callbacks,
                     checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=2),
                     failure_config=ray.tune.FailureConfig(max_failures=options.max_failures)),
             )

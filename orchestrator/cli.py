@@ -12,11 +12,15 @@ from pose.cli import main as pose_main
 from pose.config import to_dict
 
 
-def mlflow_ui_hint(tracking_uri: str) -> str:
-    """The command that opens the MLflow UI on ``tracking_uri``."""
+def mlflow_ui_hint(tracking_uri: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """How to open the MLflow UI on ``tracking_uri``: at the experiment (or run) when given, in the UI's
+    Model training view (``?workflowType=machine_learning``; MLflow 3 opens in its GenAI view)."""
+    from orchestrator.tracking import experiment_ui_url
+
     if tracking_uri.startswith(("http://", "https://")):
-        return f"open {tracking_uri} in a browser"
-    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1  (then open http://127.0.0.1:5000)"
+        return f"open {experiment_ui_url(tracking_uri, experiment_id, run_id)}"
+    page = experiment_ui_url("http://127.0.0.1:5000", experiment_id, run_id)
+    return f"uv run mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1  (then open {page})"
 
 
 def add_ray_arguments(p: argparse.ArgumentParser, workers_default: int = 1) -> None:
@@ -56,6 +60,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=["ray", "plain"], default="ray",
                    help="ray (default) or plain: single-process PyTorch without Ray or MLflow")
     add_ray_arguments(p)
+    # SUPPRESS: the flag adds to `poselab -v train`, it does not reset it
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show Ray's and MLflow's console output (Ray Train's and the workers' logs) instead of "
+                        "the compact status")
     p.set_defaults(func=_run_train)
 
 
@@ -81,14 +89,21 @@ def _run_train(args: argparse.Namespace) -> int:
         final = Trainer(cfg, resume=not args.no_resume).fit()
         print(json.dumps({k: round(v, 4) for k, v in final.items()}))
         return 0
+    import ray.train
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator import console
+    from orchestrator.console import LiveStatus, RunProgress
+    from orchestrator.run_logger import UndeliveredRecords
     from orchestrator.train import run_training
 
-    import ray.train
-
-    from orchestrator.run_logger import UndeliveredRecords
-
+    console.setup(args.verbose)  # before Ray starts: quiet unless --verbose
+    # in place on a quiet terminal; with --workers 0 the training runs in this process and prints its own
+    # progress bars there, so the status is plain lines
+    status = LiveStatus(cfg.name, live=None if console.is_quiet() and args.workers > 0 else False)
+    progress = RunProgress(status, cfg.name, cfg.train.epochs)
     try:
-        result = run_training(cfg, run_options_from_args(args, resume=not args.no_resume))
+        result = run_training(cfg, run_options_from_args(args, resume=not args.no_resume), progress=progress)
     except ray.train.TrainingFailedError as e:
         print(f"poselab train: the run failed (after --max-failures={args.max_failures} restarts): {e}",
               file=sys.stderr)
@@ -99,7 +114,9 @@ def _run_train(args: argparse.Namespace) -> int:
     print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
     print(f"MLflow run {result.run_id} ({'resumed' if result.resumed else 'new'}) in experiment "
           f"'{args.experiment}'; checkpoints in {result.run_dir}")
-    print(f"view it: {mlflow_ui_hint(result.tracking_uri)}")
+    experiment = MlflowClient(result.tracking_uri).get_experiment_by_name(args.experiment)
+    hint = mlflow_ui_hint(result.tracking_uri, experiment and experiment.experiment_id, result.run_id)
+    print(f"view it: {hint}")
     return 0
 
 

@@ -39,6 +39,15 @@ RUN_NAME_TAG = "mlflow.runName"
 OPEN_ID_TAG = "poselab.open_id"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""The experiment tag MLflow 3's UI has for an experiment's kind (``genai_development`` or
+``custom_model_development``, the classic "Model training" view). MLflow 3.17's UI does not choose the
+view from it: a GenAI / Model training switch in its sidebar does (remembered per browser, GenAI by
+default), or the URL's ``workflowType`` (:data:`UI_MODEL_TRAINING`). The tag still says what the
+experiments are, for a UI that reads it."""
+UI_MODEL_TRAINING = "workflowType=machine_learning"
+"""The MLflow UI URL query that opens a page in the Model training view (MLflow 3.17)."""
 
 
 def resolve_tracking_uri(uri: str | None = None, cwd: str | Path | None = None) -> str:
@@ -67,14 +76,27 @@ def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
-    """The id of experiment ``name``, created (once, by the caller: the driver) when missing."""
+    """The id of experiment ``name``, created (once, by the caller: the driver) when missing, tagged as a
+    model-training experiment (:data:`EXPERIMENT_KIND_TAG`; an existing experiment without a kind gets it)."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             raise ValueError(f"MLflow experiment '{name}' is deleted in {tracking_uri}: restore it "
                              f"(`mlflow experiments restore`) or choose another experiment name")
+        if exp.tags.get(EXPERIMENT_KIND_TAG, "") in ("", "no_inferred_type"):
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
-    return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri, name))
+    return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri, name),
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+
+
+def experiment_ui_url(ui: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment (or run) at ``ui`` (``http://HOST:PORT``), in the UI's model
+    training view (:data:`UI_MODEL_TRAINING`)."""
+    if experiment_id is None:
+        return f"{ui.rstrip('/')}/#/experiments?{UI_MODEL_TRAINING}"
+    page = f"experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{ui.rstrip('/')}/#/{page}?{UI_MODEL_TRAINING}"
 
 
 def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import console
+from orchestrator.console import RunProgress
 from orchestrator.resources import ResourcePlan, plan_resources
 from orchestrator.run_logger import REPLAY_COMMAND, RunLogger, replay
 from orchestrator.table import TAG_DIAGNOSIS
@@ -259,24 +261,27 @@ def ensure_ray(options: RunOptions, num_workers: int, driver_cpus: float = 0.0) 
     if local:
         plan = plan_resources(cores, num_workers, driver_cpus=driver_cpus, starting_local=True,
                               strategy=options.resource_strategy)  # type: ignore[arg-type]
-        ray.init(**plan.init_kwargs(), include_dashboard=False, logging_level="WARNING")
+        ray.init(**plan.init_kwargs(), include_dashboard=False, **console.ray_init_kwargs())
     else:
-        ray.init(address=options.address, logging_level="WARNING")
+        ray.init(address=options.address, **console.ray_init_kwargs())
         plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), num_workers, driver_cpus=driver_cpus,
                               starting_local=False, strategy=options.resource_strategy,  # type: ignore[arg-type]
                               physical_cpus=cores)
+    console.ray_started()
     log.info("Ray resources: %s", plan.reason)
     return plan
 
 
 def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), plan: ResourcePlan | None = None,
-                 callbacks: Sequence[Any] = (), in_tune_trial: bool = False) -> TrainResult:
+                 callbacks: Sequence[Any] = (), in_tune_trial: bool = False,
+                 progress: RunProgress | None = None) -> TrainResult:
     """Train ``cfg`` with Ray Train and track it in MLflow; returns the final metrics.
 
     ``plan`` (default: :func:`ensure_ray`'s) sizes the workers; ``callbacks`` are Ray Train
     ``UserCallback`` s (e.g. Tune's ``TuneReportCallback`` inside an ablation trial). With
     ``in_tune_trial`` and ``num_workers=0`` the loop runs in the calling Tune trial's process and
-    reports to Tune (Ray Train's local mode is not usable inside a Tune function).
+    reports to Tune (Ray Train's local mode is not usable inside a Tune function). ``progress`` (``poselab
+    train``'s live status) follows the run from its MLflow run while it trains.
 
     Raises:
         ValueError: the config differs from the interrupted run in the same directory (resume
@@ -332,6 +337,8 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
 
         def execute() -> None:
             trainer.fit()
+    if progress is not None:
+        progress.start(tracking_uri, run_id)
     try:
         execute()
     except BaseException:
@@ -344,6 +351,8 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
                             spool_dir)
         except Exception as e:  # the training's error is the one to raise
             log.warning("run %s: could not record its FAILED status in MLflow: %s", cfg.name, e)
+        if progress is not None:
+            progress.stop(None)
         raise
     logger.reload()
     logger.finish("FINISHED")
@@ -353,6 +362,8 @@ def run_training(cfg: AnyExperimentConfig, options: RunOptions = RunOptions(), p
         log.warning("run %s finished while MLflow is unreachable: %s wait in %s for the ablation's driver "
                     "to deliver them", cfg.name, logger.spool.summary(), spool_dir)
     metrics = json.loads((run_dir / "final_metrics.json").read_text())
+    if progress is not None:
+        progress.stop(metrics)
     return TrainResult(metrics=metrics, run_id=logger.run_id, tracking_uri=tracking_uri, run_dir=run_dir,
                        resumed=logger.resumed)
 

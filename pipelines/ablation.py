@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python pipelines/ablation.py` from a checkout (e.g. a Ray job's working dir)
     sys.path.insert(0, str(REPO))
 
+from orchestrator import console  # noqa: E402
 from orchestrator.ablation import AblationOptions, run_ablation  # noqa: E402
 from orchestrator.ablation_spec import AblationSpec  # noqa: E402
 from orchestrator.cli import mlflow_ui_hint  # noqa: E402
@@ -60,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-log-model", action="store_true",
                    help="do not log each trial's best network as its run's MLflow model 'model' (logged by "
                         "default)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show Ray's and MLflow's console output (Tune's tables, every trial process's output, "
+                        "Ray Train's checkpoint lines) and one line per trial event, instead of the compact status")
     p.add_argument("--synth-images", type=int, default=600,
                    help="when the spec's data root is missing and is a SynthPose directory (a name containing "
                         "'synthpose') and the spec has no 'synth' settings, generate it first with this many train "
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    console.setup(args.verbose)  # quiet unless --verbose: Ray's and MLflow's logs go to Ray's log files
     try:
         spec = AblationSpec.load(args.spec)
         ensure_synthpose(spec, args.synth_images)
@@ -123,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         address = args.address or os.environ.get("RAY_ADDRESS")
         if address:
-            ray.init(address=address, logging_level="WARNING")
+            ray.init(address=address, **console.ray_init_kwargs())
         else:
-            ray.init(include_dashboard=False, logging_level="WARNING")
+            ray.init(include_dashboard=False, **console.ray_init_kwargs())
+        console.ray_started()
         options = AblationOptions(workers=args.workers, use_gpu=args.gpu, max_concurrent_trials=args.max_concurrent,
                                   experiment=args.experiment, storage_path=args.storage, output_dir=args.output_dir,
                                   restart=args.restart, log_model=not args.no_log_model,
@@ -149,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.perf_counter() - t0) / 60
     print(f"\nablation finished in {minutes:.1f} min; the table is logged to the parent run "
           f"(results/table.md, table.csv, table.json)")
-    print(f"view it: {mlflow_ui_hint(tracking_uri)}")
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(tracking_uri).get_experiment_by_name(args.experiment)
+    print(f"view it: {mlflow_ui_hint(tracking_uri, experiment and experiment.experiment_id)}")
     print(f"or print it again: poselab table {args.experiment} --ablation {spec.name}"
           + (f" --tracking-uri {tracking_uri}" if args.tracking_uri else ""))
     return 0

@@ -33,7 +33,7 @@ def test_encoded_ground_truth_survives_crop_decode_and_back_projection(coco_mini
     codec = HeatmapCodec()
     inst = load_gt_instances(coco_mini_ann, coco_mini_images, COCO, 0.75)
     ds = TopDownDataset(inst, COCO, codec)
-    ds.params_for = lambda i: AugmentParams(scale=1.1, rotation=20.0, flip=flip)  # type: ignore[method-assign]
+    ds.params_for = lambda i, draw=None: AugmentParams(scale=1.1, rotation=20.0, flip=flip)  # type: ignore[method-assign]
     batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
     preds = heatmaps_to_instances(batch["heatmaps"], batch, codec)
     vis = np.stack([i.visible for i in inst]) > 0

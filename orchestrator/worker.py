@@ -452,7 +452,11 @@ class WorkerRun:
         if self.settings.images_to_draw > 0:
             path = self.draw_predictions(self.settings.images_to_draw)
             self.logger.log_artifact(path, "images")
-        if self.settings.log_model:
+        if self.settings.log_model and not self.settings.run_id:
+            log.warning("%s: no MLflow model logged: the tracking server was unreachable when the run started, "
+                        "so its MLflow run is created later from the spool (the checkpoints in %s hold the "
+                        "model; `poselab predict` reads them)", self.cfg.name, self.run_dir)
+        elif self.settings.log_model:
             t0 = time.perf_counter()
             try:
                 if log_pose_model(self.settings.tracking_uri, self.settings.run_id, self.run_dir, self.step):

@@ -88,8 +88,8 @@ def test_two_gloo_workers_train_supervised_with_ddp(ray_session, coco_mini, tmp_
 def test_a_killed_worker_is_replaced_and_posedual_resumes_under_the_same_mlflow_run(ray_session, coco_mini,
                                                                                    tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    # 12 unlabeled instances, 2 ranks x 4 per step: 2 steps per epoch; step 3 is in epoch 2
-    cfg = _config(coco_mini, tmp_path / "runs", "posedual", "fault", "train.epochs=3")
+    # 12 unlabeled instances, 2 ranks x 3 per step: 2 full steps per epoch; step 3 is in epoch 2
+    cfg = _config(coco_mini, tmp_path / "runs", "posedual", "fault", "train.epochs=3", "train.batch_size=3")
     marker = tmp_path / "killed"
     opts = RunOptions(num_workers=2, tracking_uri=uri, experiment="fault", max_failures=1, fault_step=3,
                       fault_marker=str(marker))
@@ -200,7 +200,7 @@ def test_bottomup_runs_through_ray_train(ray_session, crowd_dataset, tmp_path, f
         assert {"val/net/AP_oracle_tags", "final/AP_oracle_heatmaps", "final/AR50_oracle_heatmaps"} <= set(run.data.metrics)
     assert "images" in _artifacts(client, result.run_id)
     state = torch.load(result.run_dir / "last.pth", map_location="cpu", weights_only=False)
-    assert state["epoch"] == 2 and state["step"] == 2 * (3 if workers == 0 else 2)  # 12 images, batch 4
+    assert state["epoch"] == 2 and state["step"] == 2 * (3 if workers == 0 else 1)  # 12 images, batch 4, full batches
 
 
 def test_storage_locations_keep_uris_and_resolve_paths(tmp_path, monkeypatch):

@@ -150,10 +150,8 @@ def test_a_server_that_never_returns_leaves_a_spool_that_replay_delivers(store, 
         logger.log_metrics({"train/loss": 5.0 - step, "train/lr": 0.1}, step)
     logger.log_dict({"train": {"lr": 0.001}}, "config.json")
     logger.finish("FINISHED")
-    started = time.monotonic()
     with pytest.raises(UndeliveredRecords) as error:
         logger.close()
-    assert time.monotonic() - started < 10
     message = str(error.value)
     for part in ("run trial-2", "its MLflow run is not created yet", "8 metric values (4 steps, 0..3)",
                  "1 artifact", "the final status FINISHED", f"kept in {spool}",
@@ -243,14 +241,17 @@ def test_a_retried_opening_finds_its_run_and_the_driver_waits_a_bounded_time(tmp
     fast = dataclasses.replace(POLICY, wait_s=5.0, retry_s=0.1, max_retry_s=0.2)
     assert wait_for(flaky, "http://x", fast, "a test") == "answered" and len(calls) == 3
     assert calls[2] - calls[1] >= 0.19  # the pause doubled: no busy loop
+    tries: list[Exception] = []
+
     def fails_with(error: Exception):
         def call() -> None:
+            tries.append(error)
             raise error
         return call
 
     with pytest.raises(TrackingUnavailable, match="did not answer for .* while a test"):
         wait_for(fails_with(lost), "http://x", dataclasses.replace(fast, wait_s=0.3), "a test")
-    started = time.monotonic()
-    with pytest.raises(ValueError):  # a refused request is an error at once
+    tries.clear()
+    with pytest.raises(ValueError):  # a refused request is an error at once: no retry
         wait_for(fails_with(refused), "http://x", fast, "a test")
-    assert time.monotonic() - started < 0.1
+    assert tries == [refused]

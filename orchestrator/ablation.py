@@ -322,6 +322,27 @@ def _tabulate(client: Any, spec: AblationSpec, options: AblationOptions, plan: G
     return format_text(table, title) + summary
 
 
+def restore_tuner(location: str, trainable: Any):
+    """``Tuner.restore`` of an interrupted grid, or None when its saved Tune state cannot be read back
+    (it was pickled by an older poselab whose classes or functions have since moved or been renamed).
+
+    Starting such a grid afresh loses nothing: a trial whose MLflow child run finished reports that run
+    and is not trained again (:func:`_trial_fn`), and an unfinished one resumes from the last checkpoint
+    in its run dir. The reason is printed once.
+    """
+    import pickle
+
+    import ray.tune
+
+    try:
+        return ray.tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True)
+    except (AttributeError, ImportError, pickle.UnpicklingError, TypeError, EOFError) as error:
+        print(f"the Tune state in {location} cannot be restored ({type(error).__name__}: {error}; it was "
+              "saved by an older poselab); running the grid again: trials that finished are taken from "
+              "MLflow, not retrained", flush=True)
+        return None
+
+
 class _Grid:
     """Runs (or restores) one Tune grid of trials: the ablation's, or its warm-start stage's."""
 
@@ -343,8 +364,10 @@ class _Grid:
         context = {**self.context, "stage": stage, "run_options": run_options}
         trainable = ray.tune.with_resources(ray.tune.with_parameters(_trial_fn, context=context),
                                             {"CPU": self.cpus_per_trial if options.workers == 0 else 0.1})
+        tuner = None
         if ray.tune.Tuner.can_restore(location) and not options.restart:
-            tuner = ray.tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True)
+            tuner = restore_tuner(location, trainable)
+        if tuner is not None:
             replace_callbacks(tuner, callbacks)  # the pickled ones hold no status
         else:
             tuner = ray.tune.Tuner(

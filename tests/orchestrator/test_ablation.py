@@ -156,3 +156,41 @@ def test_warm_start_stage_runs_first_feeds_the_trials_and_resumes(ray_session, t
     assert list(collect_stage(client, parent2).run_id) == list(stage.run_id)
     for run_id in [*stage.run_id, *df2.run_id]:
         assert len(client.get_metric_history(run_id, "epoch")) == 1
+
+
+def _one_step(config):
+    import ray.tune
+
+    ray.tune.report({"x": config["x"]})
+
+
+def test_a_grid_whose_tune_state_an_older_version_pickled_is_run_again(ray_session, tmp_path, monkeypatch,
+                                                                        capsys):
+    """Tune's saved state pickles the run config (callbacks included) by reference: after a class or
+    function moved, ``Tuner.restore`` fails to unpickle it; the grid then starts afresh instead of
+    stopping the resumed ablation (its finished trials are found in MLflow)."""
+    import ray.tune
+
+    from orchestrator.ablation import restore_tuner
+
+    module_dir = tmp_path / "mod"
+    module_dir.mkdir()
+    (module_dir / "poselab_moved_module.py").write_text(
+        "from ray.tune import Callback\n\nclass OldCallback(Callback):\n    pass\n")
+    monkeypatch.syspath_prepend(str(module_dir))
+    import poselab_moved_module
+
+    storage = tmp_path / "tune"
+    ray.tune.Tuner(_one_step, param_space={"x": ray.tune.grid_search([1])},
+                   run_config=ray.tune.RunConfig(name="grid", storage_path=str(storage), verbose=0,
+                                                 callbacks=[poselab_moved_module.OldCallback()])).fit()
+    location = str(storage / "grid")
+    assert ray.tune.Tuner.can_restore(location)
+    assert restore_tuner(location, _one_step) is not None  # readable: restored as before
+
+    del sys.modules["poselab_moved_module"]
+    (module_dir / "poselab_moved_module.py").unlink()  # the class the state names is gone
+    capsys.readouterr()
+    assert restore_tuner(location, _one_step) is None
+    out = capsys.readouterr().out
+    assert "cannot be restored" in out and "poselab_moved_module" in out and location in out

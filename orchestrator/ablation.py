@@ -26,6 +26,7 @@ from typing import Any
 from orchestrator import console
 from orchestrator.ablation_spec import AblationSpec, GridPlan, Trial, expand_grid
 from orchestrator.console import LiveStatus
+from orchestrator.paired import paired_section
 from orchestrator.resources import ResourcePlan
 from orchestrator.run_logger import replay
 from orchestrator.stage_table import collect_stage, stage_summary, stage_tags
@@ -312,6 +313,7 @@ def _tabulate(client: Any, spec: AblationSpec, options: AblationOptions, plan: G
     title = f"{spec.name}: {spec.metric} (experiment {options.experiment}, parent run {parent.run_id})"
     line = stage_summary(collect_stage(client, parent, STAGE), spec.metric, STAGE) if warm is not None else ""
     summary = f"\n{line}\n" if line else ""  # the stage's runs are not cells of the table: a line under it
+    summary += paired_section(df, parent.axes, spec.metric)  # e.g. PoseDual - Supervised, seed by seed
     log_table(client, parent.run_id, numbers, table, to_markdown(table, title) + summary)
     grid_record: dict[str, Any] = {"spec": spec.source, "trials": [t.trial_id for t in trials],
                                    "skipped": [s.label for s in plan.skipped]}

@@ -492,13 +492,18 @@ def format_text(table: pd.DataFrame, title: str | None = None, footnotes: Sequen
 
 # ---------------------------------------------------------------------------------------------- command
 def run_table_command(experiment: str, ablation: str | None = None, tracking_uri: str | None = None,
-                      as_json: bool = False, metric: str = "AP", log_to_parent: bool = False) -> int:
-    """Print the table of the newest ablation in ``experiment`` (JSON numbers with ``as_json``).
+                      as_json: bool = False, metric: str = "AP", log_to_parent: bool = False,
+                      baseline: str | None = None) -> int:
+    """Print the table of the newest ablation in ``experiment`` (JSON numbers with ``as_json``), with
+    the paired differences against ``baseline`` (``AXIS=VALUE``; default ``method=supervised`` when
+    there is a method and a seed axis, see :mod:`orchestrator.paired`) under it.
 
     Returns 0, 1 when the parent run has no trials yet, 2 on an error (printed to stderr).
     ``log_to_parent`` also logs the table artifacts to the parent run (:func:`log_table`).
     """
     from mlflow.tracking import MlflowClient
+
+    from orchestrator.paired import Baseline, default_baseline, format_paired, paired_differences
 
     from orchestrator.stage_table import collect_stage, stage_summary
     from orchestrator.table_artifacts import log_table
@@ -513,6 +518,8 @@ def run_table_command(experiment: str, ablation: str | None = None, tracking_uri
             return 1
         numbers = table_numbers(df, parent.axes, metric)
         table = build_table(df, parent.axes, metric)
+        chosen = Baseline.parse(baseline) if baseline else default_baseline(df, parent.axes)
+        paired = paired_differences(df, parent.axes, chosen, metric) if chosen else None
     except TableError as e:
         print(f"poselab table: error: {e}", file=sys.stderr)
         return 2
@@ -521,8 +528,13 @@ def run_table_command(experiment: str, ablation: str | None = None, tracking_uri
         print(json.dumps({"experiment": experiment, "ablation": parent.ablation,
                           "parent_run_id": parent.run_id, "axes": list(parent.axes), "metric": metric,
                           "trials": len(df), "numbers": json.loads(numbers.to_json(orient="records")),
-                          "warm_start": json.loads(stage.to_json(orient="records"))}, indent=2))
+                          "warm_start": json.loads(stage.to_json(orient="records")),
+                          "paired": None if paired is None else {
+                              "baseline": str(chosen), "rows": json.loads(paired.to_json(orient="records"))}},
+                         indent=2))
     summary = f"\n{stage_summary(stage, metric)}\n" if len(stage) else ""
+    if paired is not None and len(paired):
+        summary += f"\n{format_paired(paired)}\n"
     if not as_json:
         print(format_text(table, title) + summary, end="")
     if log_to_parent:
@@ -532,7 +544,8 @@ def run_table_command(experiment: str, ablation: str | None = None, tracking_uri
 
 def _run_table(args: argparse.Namespace) -> int:
     return run_table_command(args.experiment, ablation=args.ablation, tracking_uri=args.tracking_uri,
-                             as_json=args.json, metric=args.metric, log_to_parent=args.log)
+                             as_json=args.json, metric=args.metric, log_to_parent=args.log,
+                             baseline=args.baseline)
 
 
 def add_table_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -551,6 +564,10 @@ def add_table_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default)")
     p.add_argument("--metric", default="AP",
                    help="statistic of the cells, a final/<stat> metric (default: %(default)s)")
+    p.add_argument("--baseline", metavar="AXIS=VALUE",
+                   help="print the paired differences (seed by seed) of every other value of AXIS against "
+                        "VALUE under the table (default: method=supervised when the ablation has a method "
+                        "axis with supervised and a seed axis)")
     p.add_argument("--json", action="store_true", help="print the numbers (mean, std, counts) as JSON")
     p.add_argument("--log", action="store_true",
                    help="also log results/table.{json,csv,md} and the plot to the ablation's parent run")

@@ -87,15 +87,6 @@ def test_ablation_runs_the_grid_and_a_killed_driver_resumes(tiny_ablation_spec, 
         artifacts = {a.path for a in client.list_artifacts(parent.run_id, "results")}
         assert {"results/table.md", "results/table.csv", "results/table.json"} <= artifacts
 
-        fresh = subprocess.run([*cmd, "--restart"], cwd=REPO, env=driver_env(ray_tmp), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, timeout=600)
-        assert fresh.returncode == 0, fresh.stdout[-4000:]
-        assert "already finished" not in fresh.stdout  # --restart trains every trial again
-        parent3, df3 = collect_trials(client, "abl", "resume")
-        assert parent3.run_id != parent.run_id and set(df3.status) == {"FINISHED"} and len(df3) == 2
-        assert not set(df3.run_id) & set(df2.run_id)  # new child runs; the old ones are kept as they were
-        for run_id in df3.run_id:
-            assert len(client.get_metric_history(run_id, "epoch")) == 1
     finally:
         kill_started_processes(str(ray_tmp))
         kill_started_processes(str(tmp_path))
@@ -105,8 +96,10 @@ def test_ablation_runs_the_grid_and_a_killed_driver_resumes(tiny_ablation_spec, 
 def test_warm_start_stage_runs_first_feeds_the_trials_and_resumes(ray_session, tiny_ablation_spec, tmp_path,
                                                                   capsys):
     """In-process on the shared Ray: a 2-seed supervised stage, then one PoseDual trial started from its
-    seed's checkpoint (net1) and the next seed's (net2); a second call trains nothing again."""
+    seed's checkpoint (net1) and the next seed's (net2); a second call trains nothing again; a restarted
+    one (``--restart``) trains everything again under a new parent run."""
     import json
+    from dataclasses import replace
 
     from orchestrator.ablation import AblationOptions, run_ablation
     from orchestrator.ablation_spec import AblationSpec
@@ -156,6 +149,17 @@ def test_warm_start_stage_runs_first_feeds_the_trials_and_resumes(ray_session, t
     assert list(collect_stage(client, parent2).run_id) == list(stage.run_id)
     for run_id in [*stage.run_id, *df2.run_id]:
         assert len(client.get_metric_history(run_id, "epoch")) == 1
+
+    fresh = run_ablation(spec, replace(options, restart=True))  # --restart: everything is trained again
+    out = capsys.readouterr().out
+    assert "already finished" not in out and "warm_start stage" in fresh
+    parent3, df3 = collect_trials(client, "warm", "warm")
+    stage3 = collect_stage(client, parent3)
+    assert parent3.run_id != parent.run_id and list(df3.status) == ["FINISHED"]
+    assert not set(df3.run_id) & set(df2.run_id) and not set(stage3.run_id) & set(stage.run_id)  # new runs;
+    for run_id in [*stage3.run_id, *df3.run_id]:                             # the old ones are kept as they were
+        assert len(client.get_metric_history(run_id, "epoch")) == 1
+    assert {s: Path(c).stat().st_mtime_ns for s, c in ckpt.items()} != stamps  # the stage retrained
 
 
 def _one_step(config):

@@ -241,6 +241,8 @@ def test_table_command(store, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"semi: AP (experiment {EXPERIMENT}, parent run {store['parent']})")
     assert "32.0 ± 2.0 (3)" in out and "† averages include collapsed trials" in out
+    assert ("posedual - supervised, augmentation=joint_cutout, label_budget=100: +10.0 ± 0.0 (2 pairs, higher "
+            "in 2; by seed: 0 +10.0, 1 +10.0)") in out  # under the table: paired with Supervised seed by seed
 
     assert run_table_command(EXPERIMENT, ablation="semi", tracking_uri=store["uri"], as_json=True) == 0
     payload = json.loads(capsys.readouterr().out)
@@ -248,6 +250,8 @@ def test_table_command(store, capsys):
     first = payload["numbers"][0]
     assert (first["method"], first["label_budget"], first["stat"], first["n"]) == ("supervised", 100, "AP", 3)
     assert first["mean"] == pytest.approx(0.32)
+    assert payload["paired"]["baseline"] == "method=supervised"
+    assert [(r["label_budget"], r["n"]) for r in payload["paired"]["rows"]] == [(100, 2), (250, 1)]
 
     assert run_table_command("empty-exp", tracking_uri=store["uri"]) == 1
     assert "'lonely'" in capsys.readouterr().out

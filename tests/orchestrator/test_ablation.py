@@ -198,3 +198,50 @@ def test_a_grid_whose_tune_state_an_older_version_pickled_is_run_again(ray_sessi
     assert restore_tuner(location, _one_step) is None
     out = capsys.readouterr().out
     assert "cannot be restored" in out and "poselab_moved_module" in out and location in out
+
+
+class _InterruptedGrid:
+    """What ``Tuner.fit()`` returns after Ctrl+C: the trials that had not finished are neither terminated
+    nor errored (Ray Tune saves the state and returns)."""
+
+    def __init__(self, trials: int, terminated: int) -> None:
+        self.trials, self.num_terminated, self.num_errors = trials, terminated, 0
+
+    def __len__(self) -> int:
+        return self.trials
+
+
+@pytest.mark.parametrize("interrupted", ["warm_start", "grid"])
+def test_an_interrupted_ablation_says_so_and_its_parent_run_is_killed(ray_session, tiny_ablation_spec, tmp_path,
+                                                                     monkeypatch, interrupted):
+    """Ctrl+C on the driver: Tune returns with unfinished trials. The ablation must not call itself
+    finished (parent FINISHED, "ablation finished"), and an interrupted stage must not start the grid."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator import ablation
+    from orchestrator.ablation import AblationInterrupted, AblationOptions, run_ablation
+    from orchestrator.ablation_spec import AblationSpec
+    from orchestrator.table import find_parent
+
+    fits = []
+
+    def fit(self, trials, name, location, stage, scheduler):
+        fits.append(stage)
+        return _InterruptedGrid(len(trials), 0 if stage == ablation.STAGE or interrupted == "grid" else len(trials))
+
+    monkeypatch.setattr(ablation._Grid, "fit", fit)
+    monkeypatch.setattr(ablation, "_tabulate", lambda *a: "the table so far\n")
+    data = tiny_ablation_spec(tmp_path / "runs", "stop", ["supervised"], [0])
+    if interrupted == "warm_start":
+        data["warm_start"] = {"seeds": [0]}
+    spec = AblationSpec.from_dict(data, source="stop.yaml")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(AblationInterrupted) as info:
+        run_ablation(spec, AblationOptions(tracking_uri=uri, experiment="stop"))
+    message = str(info.value)
+    assert "Rerun the same command to resume" in message
+    if interrupted == "warm_start":
+        assert fits == [ablation.STAGE] and "the grid did not start" in message  # no grid without its starts
+    else:
+        assert fits == [None] and message.startswith("the table so far") and "1 of 1 trials unfinished" in message
+    assert MlflowClient(uri).get_run(find_parent(MlflowClient(uri), "stop", "stop").run_id).info.status == "KILLED"

@@ -85,6 +85,9 @@ def read_json(path: str | Path) -> object:
 
 
 def _images_by_id(data: dict, path: Path) -> dict[int, dict]:
+    if isinstance(data, list):
+        raise ValueError(f"{path}: not a COCO file but a JSON list (detection results? MPII's annot/*.json and "
+                         "native AI Challenger files have their own readers: pose.data.mpii, pose.data.aic)")
     if not isinstance(data, dict) or "images" not in data:
         raise ValueError(f"{path}: not a COCO file (no 'images' list)")
     images = {}

@@ -97,6 +97,14 @@ def test_not_a_list_and_missing_file(tmp_path):
         load_mpii_instances(tmp_path / "nope.json", "images")
 
 
+def test_the_coco_reader_points_an_mpii_file_to_its_reader():
+    from pose.data.coco import load_gt_instances
+    from pose.metainfo import MPII
+
+    with pytest.raises(ValueError, match=r"train.json: not a COCO file but a JSON list .*pose.data.mpii"):
+        load_gt_instances(MINI / "train.json", "images", MPII, 1.0)
+
+
 def test_head_boxes_from_gt_valid_mat():
     gt = load_mpii_gt(MINI / "gt_valid.mat")
     valid = _records("valid.json")

@@ -11,7 +11,8 @@ The MLflow contract (written by the ablation driver, read here):
   ``orchestrator.train.run_training`` from the config); the run status
   (FINISHED / FAILED / KILLED / RUNNING / SCHEDULED);
 * final metrics of the trial's primary network: ``final/<stat>`` (``final/AP``, ``final/AP50``, ...),
-  COCO statistics in [0, 1];
+  COCO statistics in [0, 1]; MPII's PCKh statistics likewise (``final/PCKh``, ``final/PCKh_0.1``,
+  ``final/PCKh_Head``, ...);
 * warm-start stage runs (``orchestrator.stage_table``): children too, but ``poselab.role`` = ``stage``
   and ``poselab.stage`` = ``warm_start``, so they never enter the table; a line under it gives their
   metric by seed.
@@ -20,8 +21,9 @@ The MLflow contract (written by the ablation driver, read here):
 the one read; a trial id logged by several child runs (a retried trial) counts once, by its newest run.
 
 Cells are ``mean ± std (n)`` over seeds: the sample standard deviation (ddof 1) of the FINISHED trials
-that logged the statistic; COCO statistics (AP*, AR*) are shown x100 with one decimal. Failed, killed
-and unfinished trials are counted, not averaged: ``41.2 ± 0.3 (2 of 3; 1 failed)``. Collapsed trials
+that logged the statistic; COCO statistics (AP*, AR*) and PCKh statistics (PCKh*) are shown x100 with
+one decimal. Failed, killed and unfinished trials are counted, not averaged: ``41.2 ± 0.3 (2 of 3; 1
+failed)``. Collapsed trials
 are averaged and the cell is marked ``†`` with a footnote naming them. A cell holding a diagnosis-only
 trial (an oracle teacher) is marked ``‡`` with a footnote naming the trials: ``‡ oracle teacher
 (diagnosis only): ...``.
@@ -40,6 +42,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from pose.evaluation.pckh import PCKH_STAT_NAMES
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -147,7 +151,7 @@ def _axis_value(text: str | None) -> Any:
 
 
 def _stat_order(stats: set[str]) -> list[str]:
-    known = [s for s in COCO_STATS if s in stats]
+    known = [s for s in (*COCO_STATS, *PCKH_STAT_NAMES) if s in stats]
     return known + sorted(stats - set(known))
 
 
@@ -280,8 +284,8 @@ def _order_key(axis: str, values: Sequence[Any]) -> dict[Any, int]:
 
 
 def default_scale(stat: str) -> float:
-    """100 for COCO statistics (AP*, AR*: logged in [0, 1], shown x100), else 1."""
-    return 100.0 if stat.startswith(("AP", "AR")) else 1.0
+    """100 for COCO statistics (AP*, AR*) and PCKh statistics (PCKh*): logged in [0, 1], shown x100; else 1."""
+    return 100.0 if stat.startswith(("AP", "AR", "PCKh")) else 1.0
 
 
 def table_numbers(df: pd.DataFrame, axes: Sequence[str], metric: str = "AP",
@@ -554,7 +558,7 @@ def add_table_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
         "table", help="the paper-style result table of an ablation (from its MLflow runs)",
         description="Print the result table of the newest ablation run in an MLflow experiment: rows are "
                     "method x augmentation (and any other varied axis), columns the label budgets, cells "
-                    "mean ± std over seeds (AP x100) with the number of seeds; failed and unfinished trials "
+                    "mean ± std over seeds (AP or PCKh x100) with the number of seeds; failed and unfinished trials "
                     "are counted, not averaged; † marks cells with collapsed trials, ‡ cells with "
                     "diagnosis-only trials (an oracle teacher).")
     p.add_argument("experiment", metavar="EXPERIMENT", help="MLflow experiment name")
@@ -563,7 +567,8 @@ def add_table_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("--tracking-uri", metavar="URI",
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default)")
     p.add_argument("--metric", default="AP",
-                   help="statistic of the cells, a final/<stat> metric (default: %(default)s)")
+                   help="statistic of the cells, a final/<stat> metric: AP, AP50, ..., or PCKh, PCKh_0.1, "
+                        "PCKh_Wrist, ... for MPII (default: %(default)s)")
     p.add_argument("--baseline", metavar="AXIS=VALUE",
                    help="print the paired differences (seed by seed) of every other value of AXIS against "
                         "VALUE under the table (default: method=supervised when the ablation has a method "

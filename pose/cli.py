@@ -17,13 +17,20 @@ log = logging.getLogger("poselab")
 
 # ---------------------------------------------------------------------------------------------- evaluate
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="AP/AR of a keypoint results JSON against COCO-format ground truth",
-                       description="Evaluate keypoint results with the COCO protocol (pycocotools) or the "
-                                   "CrowdPose protocol (keypoints_crowd, easy/medium/hard by crowdIndex).")
-    p.add_argument("--gt", required=True, help="ground-truth annotation JSON (COCO format)")
-    p.add_argument("--results", required=True, help="keypoint results JSON (list of image_id/keypoints/score)")
+    p = sub.add_parser("evaluate", help="AP/AR of keypoint results (COCO, CrowdPose, AI Challenger) or MPII PCKh",
+                       description="Evaluate keypoint results with the COCO protocol (pycocotools; also AI "
+                                   "Challenger with its OKS sigmas), the CrowdPose protocol (keypoints_crowd, "
+                                   "easy/medium/hard by crowdIndex) or MPII's PCKh@0.5 and PCKh@0.1 (head boxes "
+                                   "of gt_valid.mat). See docs/data.md.")
+    p.add_argument("--gt", required=True,
+                   help="ground truth: a COCO-format JSON; for aic also the native keypoint_*_annotation.json; "
+                        "for mpii the annot/gt_valid.mat head-box file")
+    p.add_argument("--results", required=True,
+                   help="keypoint results: a JSON list of image_id/keypoints/score; for mpii a JSON list of "
+                        "index/keypoints (0-based) or a SimpleBaseline pred.mat (1-based)")
     p.add_argument("--dataset", default="coco",
-                   help="coco, crowdpose, or a metainfo .json for a custom keypoint layout (default: coco)")
+                   help="coco, crowdpose, mpii, aic, or a metainfo .json for a custom keypoint layout "
+                        "(default: coco)")
     p.add_argument("--json", action="store_true", help="print the stats as one JSON object on the last line")
     p.set_defaults(func=_run_evaluate)
 
@@ -33,6 +40,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from pose.metainfo import get_metainfo
 
     meta = get_metainfo(args.dataset)
+    if meta.name == "mpii":
+        from pose.evaluation.pckh import evaluate_pckh_files, format_pckh_table
+
+        if Path(args.gt).suffix != ".mat":
+            raise ValueError(f"--dataset mpii scores against the head boxes of annot/gt_valid.mat, not {args.gt}")
+        stats = evaluate_pckh_files(args.gt, args.results)
+        print(format_pckh_table(stats))
+        if args.json:
+            print(json.dumps(stats))
+        return 0
     stats = evaluate_keypoints(args.gt, args.results, meta)
     print(format_summary(stats, meta))
     if args.json:

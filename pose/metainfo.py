@@ -1,5 +1,8 @@
 """Dataset metainfo as data: keypoint names, flip pairs, OKS sigmas, skeleton, grouping order.
 
+Built in: COCO (17), CrowdPose (14), MPII (16) and AI Challenger (14), plus the AIC -> MPII joint
+correspondence (:data:`AIC_TO_MPII`, :func:`remap_keypoints`).
+
 Everything that depends on the number of keypoints K reads it from a :class:`DatasetMeta`; nothing
 else in the library hard-codes 17 or 14. A custom dataset declares its own metainfo once, either in
 Python (``DatasetMeta(...)``) or as a JSON file loaded with :func:`load_metainfo`.
@@ -157,7 +160,92 @@ CROWDPOSE = DatasetMeta(
     upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
 )
 
-BUILTIN: dict[str, DatasetMeta] = {m.name: m for m in (COCO, CROWDPOSE)}
+MPII = DatasetMeta(
+    name="mpii",
+    # The standard MPII order (the SimpleBaseline / HRNet ``annot/*.json`` and ``gt_valid.mat``).
+    keypoint_names=(
+        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+        "pelvis", "thorax", "upper_neck", "head_top",
+        "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+    ),
+    flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
+    # MPII is scored by PCKh (pose.evaluation.pckh); these sigmas only serve OKS-NMS and OKS diagnostics.
+    # Values as in mmpose's configs/_base_/datasets/mpii.py ("adapted from COCO"; its shoulders read 0.179
+    # where COCO has 0.079, kept as published).
+    sigmas=(
+        0.089, 0.083, 0.107, 0.107, 0.083, 0.089, 0.026, 0.026, 0.026, 0.026,
+        0.062, 0.072, 0.179, 0.179, 0.072, 0.062,
+    ),
+    skeleton=(
+        (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
+        (8, 12), (12, 11), (11, 10), (8, 13), (13, 14), (14, 15),
+    ),
+    grouping_order=tuple(range(16)),
+    upper_body_ids=tuple(range(7, 16)),
+)
+
+AIC = DatasetMeta(
+    name="aic",
+    # AI Challenger 2017 keypoint order (``keypoint_annotations``: 14 x (x, y, v)).
+    keypoint_names=(
+        "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
+        "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+        "head_top", "neck",
+    ),
+    flip_pairs=((0, 3), (1, 4), (2, 5), (6, 9), (7, 10), (8, 11)),
+    # OKS sigmas of the official AI Challenger keypoint evaluation (AIChallenger/AI_Challenger_2017,
+    # Evaluation/keypoint_eval/keypoint_eval.py, which stores delta = 2 x sigma), as listed in mmpose's
+    # configs/_base_/datasets/aic.py.
+    sigmas=(
+        0.01388152, 0.01515228, 0.01057665, 0.01417709, 0.01497891, 0.01402144,
+        0.03909642, 0.03686941, 0.01981803, 0.03843971, 0.03412318, 0.02415081,
+        0.01291456, 0.01236173,
+    ),
+    skeleton=(
+        (2, 1), (1, 0), (0, 13), (13, 3), (3, 4), (4, 5), (8, 7), (7, 6), (6, 9), (9, 10), (10, 11),
+        (12, 13), (0, 6), (3, 9),
+    ),
+    grouping_order=(13, 12, *range(12)),
+    upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
+)
+
+BUILTIN: dict[str, DatasetMeta] = {m.name: m for m in (COCO, CROWDPOSE, MPII, AIC)}
+
+
+def joint_correspondence(src: DatasetMeta, dst: DatasetMeta) -> tuple[tuple[int, int], ...]:
+    """(source index, destination index) of every joint both layouts name alike, in source order."""
+    return tuple((i, dst.index(name)) for i, name in enumerate(src.keypoint_names) if name in dst.keypoint_names)
+
+
+AIC_TO_MPII: tuple[tuple[int, int], ...] = joint_correspondence(AIC, MPII)
+"""AI Challenger -> MPII: the 12 limb joints and the head top (13 pairs). AIC's ``neck`` (the base of
+the neck) has no MPII joint: MPII's ``thorax`` and ``upper_neck`` lie below and above it, and the
+original code keeps it as a channel of its own (``neck`` in its 24-joint union, apart from ``thorax``
+and ``upper neck``). MPII's pelvis, thorax and upper neck have no AIC joint."""
+
+
+def remap_keypoints(keypoints: np.ndarray, visible: np.ndarray, pairs: tuple[tuple[int, int], ...],
+                    num_dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """Carry keypoints into another layout.
+
+    Args:
+        keypoints: (..., K_src, 2) coordinates.
+        visible: (..., K_src) visibility weights.
+        pairs: (source index, destination index) pairs, e.g. :data:`AIC_TO_MPII`.
+        num_dst: K_dst, the destination layout's joint count.
+
+    Returns:
+        (..., K_dst, 2) keypoints and (..., K_dst) visibility; destination joints without a source are
+        zeros with visibility 0.
+    """
+    keypoints, visible = np.asarray(keypoints), np.asarray(visible)
+    out = np.zeros((*keypoints.shape[:-2], num_dst, 2), dtype=keypoints.dtype)
+    vis = np.zeros((*visible.shape[:-1], num_dst), dtype=visible.dtype)
+    if pairs:
+        src, dst = (list(c) for c in zip(*pairs))
+        out[..., dst, :] = keypoints[..., src, :]
+        vis[..., dst] = visible[..., src]
+    return out, vis
 
 
 def get_metainfo(name_or_path: str | Path) -> DatasetMeta:

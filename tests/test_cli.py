@@ -43,8 +43,8 @@ def test_evaluate_bad_input_is_one_clean_line(coco_mini_ann, tmp_path, capsys):
     assert main(["evaluate", "--gt", str(coco_mini_ann), "--results", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "res.json" in err and "Traceback" not in err
-    assert main(["evaluate", "--gt", str(coco_mini_ann), "--results", str(bad), "--dataset", "mpii"]) == 2
-    assert "unknown dataset 'mpii'" in capsys.readouterr().err
+    assert main(["evaluate", "--gt", str(coco_mini_ann), "--results", str(bad), "--dataset", "posetrack"]) == 2
+    assert "unknown dataset 'posetrack'" in capsys.readouterr().err
 
 
 def test_train_rejects_unknown_keys_and_presets(capsys):

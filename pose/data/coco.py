@@ -85,6 +85,9 @@ def read_json(path: str | Path) -> object:
 
 
 def _images_by_id(data: dict, path: Path) -> dict[int, dict]:
+    if isinstance(data, list):
+        raise ValueError(f"{path}: not a COCO file but a JSON list (detection results? MPII's annot/*.json and "
+                         "native AI Challenger files have their own readers: pose.data.mpii, pose.data.aic)")
     if not isinstance(data, dict) or "images" not in data:
         raise ValueError(f"{path}: not a COCO file (no 'images' list)")
     images = {}
@@ -126,7 +129,18 @@ def load_gt_instances(
     the image, has positive area. Skips are counted and logged once.
     """
     path = Path(ann_file)
-    data = read_json(path)
+    return gt_instances_from_data(read_json(path), path, image_root, meta, aspect_ratio, padding)
+
+
+def gt_instances_from_data(
+    data: object,
+    path: Path,
+    image_root: str | Path,
+    meta: DatasetMeta,
+    aspect_ratio: float,
+    padding: float = 1.25,
+) -> list[PersonInstance]:
+    """:func:`load_gt_instances` of COCO data already read from ``path`` (messages name ``path``)."""
     images = _images_by_id(data, path)  # type: ignore[arg-type]
     if "annotations" not in data:  # type: ignore[operator]
         raise ValueError(f"{path}: no 'annotations' list (an image_info file cannot give GT instances)")

@@ -84,8 +84,11 @@ def gt_source(gt: COCO) -> str:
     return getattr(gt, "source", _IN_MEMORY_GT)
 
 
-def load_gt(path: str | Path) -> COCO:
+def load_gt(path: str | Path, meta: DatasetMeta | None = None) -> COCO:
     """Load a COCO-format keypoint GT file into a pycocotools ``COCO`` (quietly).
+
+    With ``meta`` = AI Challenger, a native AIC annotation file (a JSON list) is converted on the way in
+    (:func:`pose.data.aic.aic_to_coco`).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -94,6 +97,10 @@ def load_gt(path: str | Path) -> COCO:
     """
     path = Path(path)
     data = _read_json(path, "ground-truth")
+    if isinstance(data, list) and meta is not None and meta.name == "aic":
+        from pose.data.aic import aic_to_coco
+
+        data = aic_to_coco(data, path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a COCO JSON object, got {type(data).__name__}")  # noqa: TRY004
     for key in ("images", "annotations", "categories"):
@@ -262,7 +269,7 @@ def evaluate_keypoints(
     """AP/AR of keypoint results against a GT file.
 
     Args:
-        gt: GT JSON path or a loaded ``COCO``.
+        gt: GT JSON path or a loaded ``COCO`` (for AI Challenger also its native annotation file).
         results: results JSON path or list of result dicts (see :func:`load_results`).
         meta: dataset metainfo: K, OKS sigmas, and the protocol (CrowdPose when ``meta.name == "crowdpose"``).
         verbose: let pycocotools print its progress and summary (CrowdPose: print :func:`format_summary`).
@@ -273,7 +280,7 @@ def evaluate_keypoints(
         has no GT). CrowdPose: AP, AP50, AP75, AR, AR50, AR75, AP_easy, AP_medium, AP_hard. Empty results
         give 0 wherever there is GT.
     """
-    gt_coco = gt if isinstance(gt, COCO) else load_gt(gt)
+    gt_coco = gt if isinstance(gt, COCO) else load_gt(gt, meta)
     if image_ids is not None:
         unknown = sorted(set(image_ids) - set(gt_coco.getImgIds()))
         if unknown:

@@ -107,8 +107,8 @@ def test_missing_and_undecodable_image_name_file_and_id(tmp_path):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(ValueError, match="unknown dataset 'mpii'"):
-        get_metainfo("mpii")
+    with pytest.raises(ValueError, match="unknown dataset 'posetrack'"):
+        get_metainfo("posetrack")
 
 
 def test_unknown_image_reference(tmp_path):

@@ -200,6 +200,33 @@ def test_markdown_and_text(trials):
     assert end == rows[3].index("41.0") + len("41.0 ± 1.4 (2 of 3; 1 failed)†")
 
 
+def test_pckh_columns_are_shown_x100_like_ap(store):
+    """MPII trials log final/PCKh, final/PCKh_0.1 and the groups (MLflow-safe names, fractions in [0, 1]);
+    the table reads them in that order and shows them x100, as AP."""
+    from orchestrator.table import default_scale
+    from pose.evaluation.pckh import PCKH_STAT_NAMES
+
+    assert default_scale("PCKh") == default_scale("PCKh_0.1") == default_scale("PCKh_Wrist") == 100.0
+    assert default_scale("AP") == 100.0 and default_scale("loss") == 1.0
+    client = store["client"]
+    exp_id = client.create_experiment("mpii-exp", artifact_location=(Path(store["uri"][len("sqlite:///"):]).parent
+                                                                     / "artifacts-mpii").as_uri())
+    parent = _run(client, exp_id, parent_tags("mpii", ["method", "seed"]), 5000, status="RUNNING")
+    for method, seed, pckh, start in (("supervised", 0, 0.80, 5001), ("supervised", 1, 0.82, 5002),
+                                      ("posedual", 0, 0.85, 5003), ("posedual", 1, 0.86, 5004)):
+        metrics = {f"final/{name}": pckh - (0.4 if "0.1" in name else 0.0) for name in reversed(PCKH_STAT_NAMES)}
+        _run(client, exp_id, trial_tags(parent, f"method={method},seed={seed}", {"method": method, "seed": seed}),
+             start, metrics=metrics)
+    _, df = collect_trials(client, "mpii-exp", "mpii")
+    assert [c for c in df.columns if c.startswith("PCKh")] == list(PCKH_STAT_NAMES)
+    table = build_table(df, ["method", "seed"], metric="PCKh")
+    assert table.attrs["scale"] == 100.0
+    assert table.loc[("supervised",), "PCKh"] == "81.0 ± 1.4 (2)"
+    assert table.loc[("posedual",), "PCKh"] == "85.5 ± 0.7 (2)"
+    low = build_table(df, ["method", "seed"], metric="PCKh_0.1")
+    assert low.loc[("supervised",), "PCKh_0.1"] == "41.0 ± 1.4 (2)"
+
+
 def _artifact_paths(client, run_id: str) -> set[str]:
     return {f.path for f in client.list_artifacts(run_id, "results")}
 

@@ -67,6 +67,8 @@ class AblationOptions:
         cpus_per_trial: CPUs a trial holds (default: 1 in local mode, else ``workers`` + 0.1 for
             the trial driver); with the cluster's CPUs this sets ``max_concurrent_trials``.
         max_concurrent_trials: override the derived concurrency.
+        torch_threads: intra-op torch threads per trial process (default: the machine's cores divided
+            by the trials at once, and by the workers per trial), e.g. 1 on cores shared with other jobs.
         tracking_uri, experiment: MLflow store and experiment.
         storage_path: Tune state and Ray Train checkpoints (default ``<output_dir>/tune``).
         output_dir: where trial run directories go (overrides the spec's config).
@@ -84,6 +86,7 @@ class AblationOptions:
     use_gpu: bool = False
     cpus_per_trial: float | None = None
     max_concurrent_trials: int | None = None
+    torch_threads: int | None = None
     tracking_uri: str | None = None
     experiment: str = "poselab"
     storage_path: str | None = None
@@ -265,7 +268,8 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
     limit = options.max_concurrent_trials or concurrency(cluster_cpus, cpus_per_trial,
                                                          max(len(trials), len(stage_trials)))
     cores = os.cpu_count() or 1
-    threads = max(1, cores // limit) if options.workers == 0 else max(1, cores // max(limit * options.workers, 1))
+    threads = options.torch_threads or (max(1, cores // limit) if options.workers == 0
+                                        else max(1, cores // max(limit * options.workers, 1)))
     trial_plan = ResourcePlan("fits", None, 1.0, 0.0, threads,
                               f"{limit} concurrent trials x {cpus_per_trial:g} CPUs on {cluster_cpus:g}")
     print(f"running up to {limit} trials at once ({trial_plan.reason}; {threads} torch threads each)", flush=True)

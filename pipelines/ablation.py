@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpu", action="store_true", help="one GPU per Train worker")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials at once (default: derived from the cluster's CPUs)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads per trial process (default: the cores divided by the trials at once)")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
     p.add_argument("--experiment", default="poselab-ablations", help="MLflow experiment (default %(default)s)")
@@ -70,7 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "images (default %(default)s); a name ending in '-quick' gets the quick profile, '-crowd' (or "
                         "'-crowd-cp', CrowdPose "
                         "format) the crowd profile of the bottom-up runs (docs/synthpose.md)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("threads", "max_concurrent"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    return args
 
 
 def ensure_synthpose(spec: AblationSpec, images: int) -> None:
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             ray.init(include_dashboard=False, **console.ray_init_kwargs())
         console.ray_started()
         options = AblationOptions(workers=args.workers, use_gpu=args.gpu, max_concurrent_trials=args.max_concurrent,
+                                  torch_threads=args.threads,
                                   experiment=args.experiment, storage_path=args.storage, output_dir=args.output_dir,
                                   restart=args.restart, log_model=not args.no_log_model,
                                   tracking_uri=server.wait_ready() if server is not None else tracking_uri)

@@ -227,6 +227,7 @@ def test_an_interrupted_ablation_says_so_and_its_parent_run_is_killed(ray_sessio
 
     def fit(self, trials, name, location, stage, scheduler):
         fits.append(stage)
+        assert self.context["plan"]["torch_threads"] == 1  # --threads 1, not the cores / trials at once
         return _InterruptedGrid(len(trials), 0 if stage == ablation.STAGE or interrupted == "grid" else len(trials))
 
     monkeypatch.setattr(ablation._Grid, "fit", fit)
@@ -237,7 +238,7 @@ def test_an_interrupted_ablation_says_so_and_its_parent_run_is_killed(ray_sessio
     spec = AblationSpec.from_dict(data, source="stop.yaml")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(AblationInterrupted) as info:
-        run_ablation(spec, AblationOptions(tracking_uri=uri, experiment="stop"))
+        run_ablation(spec, AblationOptions(tracking_uri=uri, experiment="stop", torch_threads=1))
     message = str(info.value)
     assert "Rerun the same command to resume" in message
     if interrupted == "warm_start":

@@ -67,10 +67,9 @@ class Moments:
     def add(self, samples: np.ndarray) -> "Moments":
         """In place: add (M, D) samples; returns self."""
         more = Moments.of(samples)
-        if more.dim != self.dim and more.count:
+        if more.dim != self.dim:
             raise ValueError(f"Moments.add: samples of dimension {more.dim}, expected {self.dim}")
-        if more.count:
-            self.count, self.total, self.outer = self.count + more.count, self.total + more.total, self.outer + more.outer
+        self.count, self.total, self.outer = self.count + more.count, self.total + more.total, self.outer + more.outer
         return self
 
     def mean(self) -> np.ndarray:

@@ -88,12 +88,18 @@ class BottomUpEvaluator:
         Returns:
             people (P, K, 3) [x, y, val] in original image pixels, scores (P,).
         """
+        return self.decode_outputs(*self.forward_scales(method, images, device), matrix)
+
+    @torch.no_grad()
+    def forward_scales(self, method: BottomUpMethod, images: list[torch.Tensor], device: torch.device
+                       ) -> tuple[list[tuple[list[torch.Tensor], torch.Tensor]], tuple[int, int]]:
+        """The network's outputs (:meth:`forward`) for one image at every test scale factor, and the
+        (h, w) of the factor-1 image. ``images``: per scale factor, (3, h_j, w_j) uint8 RGB."""
         if len(images) != len(self.test.scale_factors):
             raise ValueError(f"{len(images)} resized images for scale factors {list(self.test.scale_factors)}")
         method.eval()
         outputs = [self.forward(method, x[None], device) for x in images]
-        base_size = (int(images[0].shape[1]), int(images[0].shape[2]))
-        return self.decode_outputs(outputs, base_size, matrix)
+        return outputs, (int(images[0].shape[1]), int(images[0].shape[2]))
 
     @torch.no_grad()
     def forward(self, method: BottomUpMethod, images: torch.Tensor, device: torch.device
@@ -222,19 +228,14 @@ class BottomUpEvaluator:
                            device: torch.device, image_id: int, diag: BottomUpDiagnostics
                            ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`predict_resized`, adding the image's peak offsets and tag samples to ``diag``."""
-        if diag.offsets is None and diag.tags is None:
-            return self.predict_resized(method, images, matrix, device)
-        method.eval()
-        outputs = [self.forward(method, x[None], device) for x in images]
-        base_size = (int(images[0].shape[1]), int(images[0].shape[2]))
+        outputs, base_size = self.forward_scales(method, images, device)
         hm, tg = self.aggregate(outputs, base_size)
-        joints = self.gt_joints(image_id)
         if diag.offsets is not None:
-            offsets, labelled = nearest_peak_offsets(hm, joints, matrix, self.codec.grouping)
+            offsets, labelled = nearest_peak_offsets(hm, self.gt_joints(image_id), matrix, self.codec.grouping)
             diag.offsets.add(offsets / self.heatmap_stride)
             diag.joints += labelled
-        if diag.tags is not None:
-            diag.tags.add(sample_tags(outputs[0][1][0], joints, matrix, base_size))
+        if diag.tags is not None:  # factor 1, the unflipped image: (K, h0, w0, R)
+            diag.tags.add(sample_tags(outputs[0][1][0], self.gt_joints(image_id), matrix, base_size))
         return self.decode_maps(hm, tg, matrix)
 
     def score(self, results: list[dict] | dict[str, list[dict]], out_dir: str | Path | None = None,

@@ -46,6 +46,7 @@ from orchestrator.table import TAG_COLLAPSED
 from orchestrator.run_logger import RunLogger
 from orchestrator.tracking_outage import OutagePolicy, is_unreachable
 from orchestrator.tracking_spool import SPOOL_DIR
+from pose.bottomup.inference import TAG_CORRELATION_IMAGE
 from pose.config import to_dict
 from pose.data.batching import drops_partial_batch, train_steps_per_epoch
 from pose.data.shards import split_range
@@ -438,7 +439,8 @@ class WorkerRun:
             self.session.report(metrics, tmp)
 
     def _finish(self, final: dict[str, float]) -> None:
-        """Rank 0: final metrics, last checkpoint, predictions, skeleton images and the model to MLflow."""
+        """Rank 0: final metrics, last checkpoint, predictions, skeleton images (and a bottom-up run's tag
+        correlation matrix, R > 1) and the model to MLflow."""
         final = {**final, "best_AP": self.best_ap}
         (self.run_dir / "final_metrics.json").write_text(json.dumps(final, indent=2))
         if self.logger is None:
@@ -449,6 +451,8 @@ class WorkerRun:
             self.logger.log_artifact(self.run_dir / "last.pth", "checkpoints")
         for path in sorted(self.run_dir.glob("results_*.json")):
             self.logger.log_artifact(path, "predictions")
+        if (self.run_dir / TAG_CORRELATION_IMAGE).is_file():  # bottom-up, R > 1: the last evaluation's
+            self.logger.log_artifact(self.run_dir / TAG_CORRELATION_IMAGE, "images")
         if self.settings.images_to_draw > 0:
             path = self.draw_predictions(self.settings.images_to_draw)
             self.logger.log_artifact(path, "images")

@@ -3,8 +3,13 @@
 Loads a run directory of ``poselab train`` / the ablation (``config.json`` and a checkpoint), and scores
 its validation images three ways (pose.bottomup.oracle): the network as it is; its heatmaps with the
 ground truth's identities as tags (what its localisation allows); the ground-truth joints as heatmaps
-with its tags (how well its embedding groups people). Prints a Markdown table; the last line is a
-JSON object with the figures. No Ray needed.
+with its tags (how well its embedding groups people). Also prints the signed mean offset (dx, dy) from
+each ground-truth joint to the nearest peak of its type, with its spread, in heatmap pixels (a
+constant vector is a coordinate bug, zero-mean scatter a poor fit), and, for R > 1 tag dimensions,
+the mean |off-diagonal| correlation of the tag dimensions at the ground-truth joints
+(pose.bottomup.diagnostics). Prints Markdown tables; the last line is a JSON object with the
+figures. No Ray needed. For the ceiling of a setting before any training, see
+pipelines/bottomup_ceiling.py.
 
     uv run python pipelines/diagnose_bottomup.py runs/synthcrowd-ce-hrnet-w8-128 [--checkpoint best.pth]
 """
@@ -28,6 +33,9 @@ ROWS = (("network", "AP", "AR50"),
         ("oracle heatmaps (network tags)", "AP_oracle_heatmaps", "AR50_oracle_heatmaps"))
 
 
+DIAGNOSTICS = ("peak_dx", "peak_dy", "peak_dx_std", "peak_dy_std", "peak_found", "tag_corr_offdiag")
+
+
 def diagnose(run_dir: Path, checkpoint: str = "last.pth", overrides: list[str] | None = None,
              threads: int | None = None) -> dict[str, float]:
     """The three scores (AP, AR50 of each source) of ``run_dir``'s ``checkpoint`` on its validation set."""
@@ -48,7 +56,8 @@ def diagnose(run_dir: Path, checkpoint: str = "last.pth", overrides: list[str] |
     preds = parts.predict(parts.val_set, torch.device("cpu"), channels_last=False)
     stats = parts.score(preds, None)["net"]
     return {"step": int(state.get("step", 0)), "images": len(parts.val_set),
-            **{key: float(stats[key]) for _, ap, ar in ROWS for key in (ap, ar)}}
+            **{key: float(stats[key]) for _, ap, ar in ROWS for key in (ap, ar)},
+            **{key: float(stats[key]) for key in DIAGNOSTICS if key in stats}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     print("| scored with | AP x100 | AR50 x100 |\n|---|---|---|")
     for label, ap, ar in ROWS:
         print(f"| {label} | {100 * figures[ap]:.1f} | {100 * figures[ar]:.1f} |")
+    if "peak_dx" in figures:
+        print("\n| nearest peak - joint (heatmap px) | mean | spread (std) |\n|---|---|---|")
+        for axis in ("dx", "dy"):
+            print(f"| {axis} | {figures[f'peak_{axis}']:+.3f} | {figures[f'peak_{axis}_std']:.3f} |")
+    if "peak_found" in figures:
+        print(f"\n{100 * figures['peak_found']:.1f} % of the labelled joints have a peak of their type "
+              "(above codec.grouping.val_threshold)")
+    if "tag_corr_offdiag" in figures:
+        print(f"tag dimensions at the ground-truth joints: mean |off-diagonal correlation| "
+              f"{figures['tag_corr_offdiag']:.3f}")
     print(json.dumps(figures))
     return 0
 

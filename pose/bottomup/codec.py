@@ -4,9 +4,14 @@ The dataset calls :meth:`BottomUpCodec.encode` and the inference driver calls
 :meth:`BottomUpCodec.decode` on the same instance, so target geometry and decoding settings live in
 one place (spec section 1.2 step 4 and section 4).
 
-Coordinates: joints come in INPUT pixels (after augmentation) and are scaled by
-``heatmap_size / input_size`` to each heatmap resolution. A joint is placed at its integer-truncated
-(floored) heatmap pixel and is used only if ``v > 0`` and that pixel lies inside the map.
+Coordinates: joints come in INPUT pixels (after augmentation), pixel centres at integers
+(:mod:`pose.bottomup.data`), so input pixel ``p`` spans ``[p - 0.5, p + 0.5)``. A joint is placed at
+the heatmap pixel that contains it, ``floor((p + 0.5) * heatmap_size / input_size)``, whose centre is
+input pixel ``stride * q + (stride - 1) / 2``, exactly where inference's bilinear up-sampling
+(align_corners=False) puts it back; it is used only if ``v > 0`` and that pixel lies inside the map.
+(The reference floors ``p * heatmap_size / input_size`` in its corner convention; floored in the
+centre convention that is half an input pixel up and left of the joint, which the round trip of
+``tests/bottomup/test_ceiling.py`` measures.)
 
 Shape legend: N people in the image, K joint types, S_i side of heatmap i, P = ``max_people``,
 R = ``embed_dim``.
@@ -93,7 +98,10 @@ class BottomUpCodec:
     # ------------------------------------------------------------------ encode
     def _joint_pixels(self, joints: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Integer heatmap pixels (N, K, 2) int64 and the usable-joint mask (N, K) at side ``size``."""
-        xy = joints[..., :2].astype(np.float64) * (size / self.input_size)
+        # pixel centres at integers: input pixel p spans [p - 0.5, p + 0.5), so it lies in heatmap pixel
+        # floor((p + 0.5) * size / input_size), whose centre the bilinear up-sampling of inference puts
+        # back at input pixel stride * q + (stride - 1) / 2 (no bias; tests/bottomup/test_ceiling.py)
+        xy = (joints[..., :2].astype(np.float64) + 0.5) * (size / self.input_size)
         finite = np.isfinite(xy).all(axis=-1)
         pix = np.floor(np.where(finite[..., None], xy, -1.0)).astype(np.int64)
         inside = (pix >= 0).all(axis=-1) & (pix < size).all(axis=-1)

@@ -27,9 +27,10 @@ Images leave as uint8 RGB tensors; normalisation happens in batch on the model's
 
 Coordinates: pixel centres at integer coordinates. A training crop is one 2x3 matrix ``M_in`` from
 image to input pixels (:func:`pose.data.transforms.crop_matrix`); heatmap ``i`` uses
-``M_i = (S_i / input_size) * M_in``, i.e. a joint at input pixel ``p`` sits at ``p * S_i / input_size``
-on heatmap ``i`` (the codec's convention), and the mask of heatmap ``i`` is warped with exactly that
-matrix, so masks, heatmaps and joint indices stay aligned at every resolution.
+``M_i = (S_i / input_size) * M_in`` for its mask; the codec puts a joint at input pixel ``p`` on the
+heatmap pixel that contains it, ``floor((p + 0.5) * S_i / input_size)`` (pixel centres at integers).
+The mask warp maps pixel centres ``(S_i / input_size - 1) / 2`` heatmap pixels (-3/8 at stride 4)
+off that convention; masks are region-level and the offset is left as it is.
 
 Decisions and deliberate deviations from the reference (all sub-pixel unless stated):
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -20,12 +21,14 @@ from pose.bottomup.aggregate import aggregate_outputs
 from pose.bottomup.codec import BottomUpCodec
 from pose.bottomup.config import BottomUpTestConfig
 from pose.bottomup.data import load_bottomup_images, resize_align
+from pose.bottomup.diagnostics import BottomUpDiagnostics, Moments, correlation_image, nearest_peak_offsets, sample_tags
 from pose.bottomup.method import BottomUpMethod
 from pose.bottomup.oracle import OracleSwap
 from pose.data.transforms import invert_affine, transform_points
 from pose.evaluation.keypoint_eval import evaluate_keypoints, load_gt
 from pose.metainfo import DatasetMeta
 
+TAG_CORRELATION_IMAGE = "tag_correlation.png"  # written by BottomUpEvaluator.score, logged by the worker
 PIXEL_CENTRE_SHIFT = 0.5  # decode's +0.5 (corner convention) undone before the centre-convention affine
 
 
@@ -85,12 +88,18 @@ class BottomUpEvaluator:
         Returns:
             people (P, K, 3) [x, y, val] in original image pixels, scores (P,).
         """
+        return self.decode_outputs(*self.forward_scales(method, images, device), matrix)
+
+    @torch.no_grad()
+    def forward_scales(self, method: BottomUpMethod, images: list[torch.Tensor], device: torch.device
+                       ) -> tuple[list[tuple[list[torch.Tensor], torch.Tensor]], tuple[int, int]]:
+        """The network's outputs (:meth:`forward`) for one image at every test scale factor, and the
+        (h, w) of the factor-1 image. ``images``: per scale factor, (3, h_j, w_j) uint8 RGB."""
         if len(images) != len(self.test.scale_factors):
             raise ValueError(f"{len(images)} resized images for scale factors {list(self.test.scale_factors)}")
         method.eval()
         outputs = [self.forward(method, x[None], device) for x in images]
-        base_size = (int(images[0].shape[1]), int(images[0].shape[2]))
-        return self.decode_outputs(outputs, base_size, matrix)
+        return outputs, (int(images[0].shape[1]), int(images[0].shape[2]))
 
     @torch.no_grad()
     def forward(self, method: BottomUpMethod, images: torch.Tensor, device: torch.device
@@ -121,8 +130,17 @@ class BottomUpEvaluator:
             base_size: (h, w) of the factor-1 resized image.
             matrix: (2, 3) original image -> factor-1 image.
         """
-        hm, tg = aggregate_outputs(outputs, base_size, self.test.scale_factors,
-                                   self.meta.flip_indices if self.test.flip_test else None)
+        return self.decode_maps(*self.aggregate(outputs, base_size), matrix)
+
+    def aggregate(self, outputs: list[tuple[list[torch.Tensor], torch.Tensor]], base_size: tuple[int, int]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One image's outputs per scale factor -> heatmaps (K, H, W) and tags (K, H, W, D) at the
+        factor-1 input size (flip and scales merged; D = 2R with the flip test)."""
+        return aggregate_outputs(outputs, base_size, self.test.scale_factors,
+                                 self.meta.flip_indices if self.test.flip_test else None)
+
+    def decode_maps(self, hm: torch.Tensor, tg: torch.Tensor, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Aggregated maps (:meth:`aggregate`) -> people (P, K, 3) in original image pixels, scores (P,)."""
         people, scores = self.codec.decode(hm.cpu(), tg.cpu(), self.meta.grouping_order)
         if len(people):
             # decode reports pixel i at i + 0.5 (the original's corner convention, where pixel i spans
@@ -132,6 +150,12 @@ class BottomUpEvaluator:
             xy = people[:, :, :2].reshape(-1, 2) - PIXEL_CENTRE_SHIFT
             people[:, :, :2] = transform_points(xy, back).reshape(people.shape[0], -1, 2)
         return people, scores
+
+    @property
+    def heatmap_stride(self) -> float:
+        """Input pixels per pixel of the finest heatmap (4 for HRNet heads, 2 for HigherHRNet): the
+        unit of the diagnostics' "heatmap pixels"."""
+        return self.codec.input_size / self.codec.heatmap_sizes[-1]
 
     def resize(self, image: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray]:
         """One RGB image (H, W, 3) uint8 ResizeAligned at every test scale factor: (3, h_j, w_j) uint8
@@ -165,12 +189,15 @@ class BottomUpEvaluator:
         return self._gt_joints[image_id]
 
     def predict(self, method: BottomUpMethod, items: Iterable[dict], device: torch.device
-                ) -> tuple[dict[str, list[dict]], list[int]]:
+                ) -> tuple[dict[str, list[dict]], list[int], BottomUpDiagnostics]:
         """COCO results for every item of a :class:`pose.bottomup.data.ValImageDataset` (one image per
-        item, un-collated) and the ids of the images seen.
+        item, un-collated), the ids of the images seen and the diagnostics gathered on the way.
 
         Results are keyed by source: ``"net"`` (the network), and with ``test.oracle_diagnosis``
         also ``"oracle_tags"`` and ``"oracle_heatmaps"`` (:class:`pose.bottomup.oracle.OracleSwap`).
+        Diagnostics (:mod:`pose.bottomup.diagnostics`), from the network's own outputs: with
+        ``test.oracle_diagnosis`` the signed offsets from the ground-truth joints to the nearest peaks;
+        with R > 1 tag dimensions (and a ground-truth file) the tags at the ground-truth joints.
         """
         sources: dict[str, object] = {"net": method}
         if self.test.oracle_diagnosis:
@@ -179,6 +206,9 @@ class BottomUpEvaluator:
             sources["oracle_heatmaps"] = OracleSwap(method, flip, heatmaps=True, tags=False)
         results: dict[str, list[dict]] = {name: [] for name in sources}
         seen: list[int] = []
+        diag = BottomUpDiagnostics(
+            offsets=Moments.empty(2) if self.test.oracle_diagnosis else None,
+            tags=Moments.empty(self.codec.embed_dim) if self.codec.embed_dim > 1 and self.gt_file else None)
         for item in items:
             images = [item["image"]] + [item[f"image_{j}"] for j in range(1, len(self.test.scale_factors))]
             matrices = [item["matrix" if j == 0 else f"matrix_{j}"].numpy() for j in range(len(images))]
@@ -186,15 +216,34 @@ class BottomUpEvaluator:
             for name, source in sources.items():
                 if isinstance(source, OracleSwap):
                     source.joints, source.matrices = self.gt_joints(image_id), list(matrices)
-                people, scores = self.predict_resized(source, images, matrices[0], device)
+                    people, scores = self.predict_resized(source, images, matrices[0], device)
+                else:
+                    people, scores = self._predict_diagnosed(method, images, matrices[0], device, image_id, diag)
                 results[name].extend(people_to_results(people, scores, image_id, self.test.max_people))
             seen.append(image_id)
-        return results, seen
+        return results, seen, diag
 
-    def score(self, results: list[dict] | dict[str, list[dict]], out_dir: str | Path | None = None
-              ) -> dict[str, float]:
+    @torch.no_grad()
+    def _predict_diagnosed(self, method: BottomUpMethod, images: list[torch.Tensor], matrix: np.ndarray,
+                           device: torch.device, image_id: int, diag: BottomUpDiagnostics
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_resized`, adding the image's peak offsets and tag samples to ``diag``."""
+        outputs, base_size = self.forward_scales(method, images, device)
+        hm, tg = self.aggregate(outputs, base_size)
+        if diag.offsets is not None:
+            offsets, labelled = nearest_peak_offsets(hm, self.gt_joints(image_id), matrix, self.codec.grouping)
+            diag.offsets.add(offsets / self.heatmap_stride)
+            diag.joints += labelled
+        if diag.tags is not None:  # factor 1, the unflipped image: (K, h0, w0, R)
+            diag.tags.add(sample_tags(outputs[0][1][0], self.gt_joints(image_id), matrix, base_size))
+        return self.decode_maps(hm, tg, matrix)
+
+    def score(self, results: list[dict] | dict[str, list[dict]], out_dir: str | Path | None = None,
+              diagnostics: BottomUpDiagnostics | None = None) -> dict[str, float]:
         """AP/AR of the network's results (a list, or :meth:`predict`'s dict); oracle sources add
-        ``AP_<source>`` and ``AR50_<source>``. With ``out_dir``, also writes ``results_<source>.json``."""
+        ``AP_<source>`` and ``AR50_<source>``; ``diagnostics`` add :meth:`BottomUpDiagnostics.stats`.
+        With ``out_dir``, also writes ``results_<source>.json`` and, when the tags were sampled,
+        ``tag_correlation.png`` (:func:`pose.bottomup.diagnostics.correlation_image`)."""
         by_source = {"net": results} if isinstance(results, list) else results
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -205,4 +254,10 @@ class BottomUpEvaluator:
             if name != "net":
                 extra = evaluate_keypoints(self.gt, res, self.meta, image_ids=self.image_ids)
                 stats[f"AP_{name}"], stats[f"AR50_{name}"] = extra["AP"], extra["AR50"]
+        if diagnostics is not None:
+            stats.update(diagnostics.stats())
+            tags = diagnostics.tags
+            if out_dir is not None and "tag_corr_offdiag" in stats and tags is not None:
+                image = correlation_image(tags.correlation(), f"tag correlation (R={tags.dim}, {tags.count} joints)")
+                cv2.imwrite(str(Path(out_dir) / TAG_CORRELATION_IMAGE), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         return stats

@@ -11,16 +11,21 @@ import torch
 
 from pose.bottomup.components import build_method, build_optimizer, build_scheduler, build_train_dataset, build_val_dataset
 from pose.bottomup.config import BottomUpExperimentConfig
+from pose.bottomup.diagnostics import BottomUpDiagnostics
 from pose.bottomup.inference import BottomUpEvaluator
 from pose.data.image_io import read_rgb
 from pose.visualization import draw_pose
+
+#: a rank's validation output: COCO results per source, the image ids it evaluated, its diagnostics
+BottomUpPredictions = tuple[dict[str, list[dict]], list[int], BottomUpDiagnostics]
 
 
 class BottomUpParts:
     """Datasets, method, schedule and evaluator of one bottom-up experiment.
 
-    Predictions of a rank are ``(results, image_ids)``: COCO keypoint results and the ids of the
-    images it evaluated; merged, their image count must equal the validation set's.
+    Predictions of a rank are ``(results, image_ids, diagnostics)``: COCO keypoint results, the ids
+    of the images it evaluated and :class:`pose.bottomup.diagnostics.BottomUpDiagnostics`; merged,
+    their image count must equal the validation set's.
     """
 
     scheduler_per_step = True
@@ -44,21 +49,22 @@ class BottomUpParts:
                         ) -> torch.optim.lr_scheduler.LRScheduler:
         return build_scheduler(self.cfg, optimizer, steps_per_epoch)
 
-    def predict(self, batches: Any, device: torch.device, channels_last: bool
-                ) -> tuple[dict[str, list[dict]], list[int]]:
+    def predict(self, batches: Any, device: torch.device, channels_last: bool) -> BottomUpPredictions:
         return self.evaluator.predict(self.method, batches, device)
 
-    def merge(self, parts: list[tuple[dict[str, list[dict]], list[int]]]) -> tuple[dict[str, list[dict]], list[int]]:
+    def merge(self, parts: list[BottomUpPredictions]) -> BottomUpPredictions:
+        """Every rank's (results per source, image ids, diagnostics) -> one: lists concatenated,
+        diagnostics added."""
         results = {name: [r for part in parts for r in part[0][name]] for name in parts[0][0]} if parts else {"net": []}
         seen = [i for part in parts for i in part[1]]
-        return results, seen
+        diag = sum((part[2] for part in parts), BottomUpDiagnostics())
+        return results, seen, diag
 
-    def count(self, merged: tuple[dict[str, list[dict]], list[int]]) -> int:
+    def count(self, merged: BottomUpPredictions) -> int:
         return len(set(merged[1]))
 
-    def score(self, merged: tuple[dict[str, list[dict]], list[int]], out_dir: Path | None
-              ) -> dict[str, dict[str, float]]:
-        return {"net": self.evaluator.score(merged[0], out_dir)}
+    def score(self, merged: BottomUpPredictions, out_dir: Path | None) -> dict[str, dict[str, float]]:
+        return {"net": self.evaluator.score(merged[0], out_dir, merged[2])}
 
     @torch.no_grad()
     def draw(self, device: torch.device, count: int) -> np.ndarray:

@@ -71,9 +71,11 @@ def test_box_scale_formula_on_a_rotated_box():
 
 def test_heatmap_peak_and_truncation_sigma_2():
     codec = BottomUpCodec(input_size=32, heatmap_sizes=(32,), sigma=2.0, max_people=2)
-    t = codec.encode(np.array([[[10.7, 12.2, 2]]], np.float32), _boxes(1))
+    t = codec.encode(np.array([[[10.3, 12.2, 2]]], np.float32), _boxes(1))
     hm = t.heatmaps[0][0]
-    assert hm[12, 10] == 1.0  # truncated, not rounded: (10, 12)
+    assert hm[12, 10] == 1.0  # the pixel whose [p - 0.5, p + 0.5) holds the joint: (10, 12)
+    # pixel centres at integers: 10.5 already lies in pixel 11 (floor(x + 0.5) at stride 1)
+    assert codec.encode(np.array([[[10.5, 12.2, 2]]], np.float32), _boxes(1)).heatmaps[0][0][12, 11] == 1.0
     # Patch (6*2+3)^2 = 15x15: offsets -7..7 around the pixel.
     assert np.count_nonzero(hm) == 225
     assert hm[12, 17] == pytest.approx(math.exp(-49 / 8), rel=1e-6)
@@ -98,12 +100,13 @@ def test_heatmap_clipped_at_the_border_and_max_over_people():
 
 
 def test_joint_just_outside_the_map_is_not_used():
-    """-0.5 heatmap px floors to -1: outside, so no peak or slot even though its patch would overlap."""
+    """(-2 + 0.5) / 4 = -0.375 heatmap px floors to -1: outside, so no peak or slot even though its patch
+    would overlap; past the input's last pixel edge (31.5) is outside too."""
     codec = BottomUpCodec(input_size=32, heatmap_sizes=(8,), sigma=2.0, max_people=2)
-    t = codec.encode(np.array([[[-2.0, 10.0, 2], [31.9, 31.9, 2]]], np.float32), _boxes(1))
-    assert t.heatmaps[0][0].max() == 0
-    assert t.heatmaps[0][1, 7, 7] == 1.0  # 7.975 -> 7 is inside
-    np.testing.assert_array_equal(t.joints[0], [[1 * 64 + 7 * 8 + 7, 1], [0, 0]])
+    t = codec.encode(np.array([[[-2.0, 10.0, 2], [31.4, 31.4, 2], [31.6, 31.6, 2]]], np.float32), _boxes(1))
+    assert t.heatmaps[0][0].max() == 0 and t.heatmaps[0][2].max() == 0
+    assert t.heatmaps[0][1, 7, 7] == 1.0  # (31.4 + 0.5) / 4 = 7.975 -> 7 is inside
+    np.testing.assert_array_equal(t.joints[0], [[1 * 64 + 7 * 8 + 7, 1], [0, 0], [0, 0]])
 
 
 def test_non_finite_joints_are_ignored():

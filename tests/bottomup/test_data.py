@@ -272,10 +272,11 @@ def test_joints_follow_the_image_at_input_and_heatmap_resolution(tmp_path, param
         for c in range(3):
             at = joints[0, label[c], :2] * size / CODEC.input_size
             np.testing.assert_allclose(centroid(small[..., c]), at, atol=0.35)
-            # the codec puts the peak on the same (floored) pixel, the mask agrees with the crowd square
+            # the codec puts the peak on the heatmap pixel that contains the joint's input pixel,
+            # floor((p + 0.5) * S / input) (pixel centres at integers); the mask agrees with the crowd square
             peak = np.unravel_index(np.argmax(out[f"heatmaps_{i}"][label[c]]), (size, size))
-            assert (peak[1], peak[0]) == (int(np.floor(at[0])), int(np.floor(at[1])))
-            px, py = int(np.floor(at[0])), int(np.floor(at[1]))
+            px, py = (int(v) for v in np.floor((joints[0, label[c], :2] + 0.5) * size / CODEC.input_size))
+            assert (peak[1], peak[0]) == (px, py)
             assert out[f"mask_{i}"][py, px] == (0.0 if c == 2 else 1.0)
     # box corners: TL, TR, BR, BL of the annotated box, through the same matrix
     box = np.array([[40, 30], [120, 30], [120, 100], [40, 100]], np.float64)

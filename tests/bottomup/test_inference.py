@@ -85,9 +85,11 @@ def test_oracle_diagnosis_separates_localisation_from_grouping(crowd_dataset):
     dataset = ValImageDataset(images, codec.input_size, test.size_divisor, (1.0,))
     items = [dataset[i] for i in range(len(dataset))]
     method = PerfectHeatmapsMergedTags(meta, images, [it["matrix"].numpy() for it in items])
-    results, seen = evaluator.predict(method, items, torch.device("cpu"))
+    results, seen, diag = evaluator.predict(method, items, torch.device("cpu"))
     assert sorted(results) == ["net", "oracle_heatmaps", "oracle_tags"] and seen == [r.image_id for r in images]
-    stats = evaluator.score(results)
+    assert diag.tags is None and diag.offsets is not None  # R = 1: no tag correlation
+    stats = evaluator.score(results, None, diag)
+    assert abs(stats["peak_dx"]) < 0.1 and abs(stats["peak_dy"]) < 0.1, stats  # the heatmaps are the truth
     assert stats["AP_oracle_tags"] > 0.85, stats
     assert stats["AP"] < 0.5 and stats["AP_oracle_heatmaps"] < 0.5, stats
     assert abs(stats["AP_oracle_heatmaps"] - stats["AP"]) < 1e-9  # same heatmaps, same tags

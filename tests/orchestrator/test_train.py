@@ -190,9 +190,13 @@ def test_bottomup_runs_through_ray_train(ray_session, crowd_dataset, tmp_path, f
     assert {"val/net/AP", f"val/net/{stat}", "final/AP", "final/best_AP"} <= set(run.data.metrics)
     sources = ["net", "oracle_tags", "oracle_heatmaps"] if oracle else ["net"]
     assert _artifacts(client, result.run_id, "predictions") == {f"predictions/results_{s}.json" for s in sources}
-    if oracle:
-        assert {"val/net/AP_oracle_tags", "final/AP_oracle_heatmaps", "final/AR50_oracle_heatmaps"} <= set(run.data.metrics)
+    if oracle:  # with the signed peak offsets, from both ranks' images
+        assert {"val/net/AP_oracle_tags", "final/AP_oracle_heatmaps", "final/AR50_oracle_heatmaps",
+                "val/net/peak_found", "final/peak_found"} <= set(run.data.metrics)
     assert "images" in _artifacts(client, result.run_id)
+    # R = 8 (CE): the tag dimensions' correlation at the ground-truth joints, as a metric and an image
+    correlation = "images/tag_correlation.png" in _artifacts(client, result.run_id, "images")
+    assert correlation == (kind == "ce") == ("final/tag_corr_offdiag" in run.data.metrics)
     state = torch.load(result.run_dir / "last.pth", map_location="cpu", weights_only=False)
     assert state["epoch"] == 2 and state["step"] == 2 * (3 if workers == 0 else 1)  # 12 images, batch 4, full batches
 

@@ -1,5 +1,5 @@
-"""pipelines/diagnose_bottomup.py on a run directory the plain trainer wrote: three scores, a Markdown
-table and a JSON last line; a missing run or a top-down run is a one-line error."""
+"""pipelines/diagnose_bottomup.py on a run directory the plain trainer wrote: three scores, the signed
+peak offsets and the tag correlation, Markdown tables and a JSON last line; a missing run or a top-down run is a one-line error."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pose.config import apply_overrides
@@ -32,13 +33,18 @@ def bottomup_run(crowd_dataset, tmp_path_factory) -> Path:
 
 
 def test_diagnosis_prints_the_three_scores(bottomup_run):
-    proc = _run(str(bottomup_run), "data.max_val_images=2", "--threads", "1")
+    # after one epoch no peak passes the default threshold: take every candidate to measure the offsets
+    proc = _run(str(bottomup_run), "data.max_val_images=2", "codec.grouping.val_threshold=-1e9", "--threads", "1")
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert figures["images"] == 2 and figures["step"] == 3  # 12 images, batch 4
     for key in ("AP", "AR50", "AP_oracle_tags", "AR50_oracle_tags", "AP_oracle_heatmaps", "AR50_oracle_heatmaps"):
         assert 0.0 <= figures[key] <= 1.0
     assert "| oracle heatmaps (network tags) |" in proc.stdout
+    # the signed offsets (heatmap px) and, R = 8, the tag-dimension correlation
+    assert all(np.isfinite(figures[k]) for k in ("peak_dx", "peak_dy", "peak_dx_std", "peak_dy_std"))
+    assert 0.0 < figures["peak_found"] <= 1.0 and 0.0 <= figures["tag_corr_offdiag"] <= 1.0
+    assert "| nearest peak - joint (heatmap px) |" in proc.stdout and "off-diagonal correlation" in proc.stdout
 
 
 def test_diagnosis_names_a_missing_run_and_rejects_top_down(tmp_path):

@@ -99,18 +99,6 @@ class AblationOptions:
     outage: OutagePolicy | None = None
 
 
-class AblationInterrupted(RuntimeError):
-    """The driver was interrupted (Ctrl+C: Ray Tune stops the grid, saves its state and returns) before
-    every run finished. The message holds the table so far (when the grid had started) and says that
-    the same command resumes; the parent run is marked KILLED until then."""
-
-
-def unfinished_runs(results: Any) -> int:
-    """Runs of a Tune ``ResultGrid`` that neither finished nor failed: those an interrupted ``fit()``
-    left pending or running (a trial stopped early by a scheduler counts as finished)."""
-    return len(results) - results.num_terminated - results.num_errors
-
-
 def concurrency(cluster_cpus: float, cpus_per_trial: float, trials: int) -> int:
     """Trials that fit side by side (at least 1, at most ``trials``)."""
     return max(1, min(trials, int(math.floor(cluster_cpus / cpus_per_trial + 1e-9))))
@@ -300,12 +288,6 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
                 return (f"{spec.name}: {stage_results.num_errors} of {len(stage_trials)} warm-start runs "
                         f"failed (see {stage_location}); the grid did not start. Rerun the same command to "
                         "retry them.\n")
-            left = unfinished_runs(stage_results)
-            if left:
-                answered(lambda: client.set_terminated(parent_id, status="KILLED"), "ending the parent run")
-                raise AblationInterrupted(
-                    f"{spec.name}: interrupted during the warm-start stage ({left} of {len(stage_trials)} runs "
-                    "unfinished); the grid did not start. Rerun the same command to resume.")
         scheduler = None
         if spec.scheduler == "asha":
             from ray.tune.schedulers import ASHAScheduler
@@ -314,14 +296,11 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
                                       max_t=max(t.config.train.epochs for t in trials), grace_period=1)
         results = grid.fit(trials, tune_name, location, None, scheduler)
         deliver_kept(trials)
-    errors, left = results.num_errors, unfinished_runs(results)
-    status = "KILLED" if left else "FINISHED" if errors == 0 else "FAILED"
+    errors = results.num_errors
+    status = "FINISHED" if errors == 0 else "FAILED"
     answered(lambda: client.set_terminated(parent_id, status=status), "ending the parent run")
     text = answered(lambda: _tabulate(client, spec, options, plan, trials, stage_trials),
                     "collecting and logging the table")
-    if left:
-        raise AblationInterrupted(f"{text}\n{spec.name}: interrupted with {left} of {len(trials)} trials "
-                                  "unfinished (the table holds what finished). Rerun the same command to resume.")
     if errors:
         text += f"\n{errors} trial(s) failed: see {location}\n"
     return text

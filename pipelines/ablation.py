@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:  # `python pipelines/ablation.py` from a checkout 
     sys.path.insert(0, str(REPO))
 
 from orchestrator import console  # noqa: E402
-from orchestrator.ablation import AblationInterrupted, AblationOptions, run_ablation  # noqa: E402
+from orchestrator.ablation import AblationOptions, run_ablation  # noqa: E402
 from orchestrator.ablation_spec import AblationSpec  # noqa: E402
 from orchestrator.cli import mlflow_ui_hint  # noqa: E402
 from orchestrator.run_logger import UndeliveredRecords  # noqa: E402
@@ -146,9 +146,6 @@ def main(argv: list[str] | None = None) -> int:
                                   tracking_uri=server.wait_ready() if server is not None else tracking_uri)
         try:
             text = run_ablation(spec, options)
-        except AblationInterrupted as e:
-            print(f"\n{e}", flush=True)
-            return 130  # as a shell reports a job ended by Ctrl+C
         except (UndeliveredRecords, TrackingUnavailable) as e:
             store = f" --tracking-uri {tracking_uri}" if server is not None else ""  # the SQLite file
             runs = Path(options.output_dir or spec.base.output_dir) / spec.name

@@ -26,6 +26,7 @@ from typing import Any
 from orchestrator import console
 from orchestrator.ablation_spec import AblationSpec, GridPlan, Trial, expand_grid
 from orchestrator.console import LiveStatus
+from orchestrator.interrupt import TuneInterruptWatch
 from orchestrator.paired import paired_section
 from orchestrator.resources import ResourcePlan
 from orchestrator.run_logger import replay
@@ -97,6 +98,11 @@ class AblationOptions:
     log_model: bool = True
     extra_tags: dict[str, str] = field(default_factory=dict)
     outage: OutagePolicy | None = None
+
+
+class AblationInterrupted(Exception):
+    """Ctrl+C (SIGINT) stopped the ablation: its message says what is unfinished (after the table so
+    far, when the grid had started); the parent run is KILLED, and the same command resumes it."""
 
 
 def concurrency(cluster_cpus: float, cpus_per_trial: float, trials: int) -> int:
@@ -279,10 +285,22 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
     if warm is not None:
         print(f"warm-start stage: {len(stage_trials)} supervised runs in {Path(out_dir) / spec.name / STAGE}",
               flush=True)
+    def unfinished(runs: list[Trial], stage: str | None) -> int:
+        """How many of ``runs`` have no finished MLflow child run (the record of an interrupted grid)."""
+        ctx = {**context, "stage": stage}
+        return sum(answered(lambda t=t: _finished_run(ctx, t), "reading the trials' runs") is None for t in runs)
+
+    def stopped(runs: list[Trial], stage: str | None, where: str) -> AblationInterrupted:
+        answered(lambda: client.set_terminated(parent_id, status="KILLED"), "ending the parent run")
+        return AblationInterrupted(f"{spec.name}: interrupted (Ctrl+C) {where}: {unfinished(runs, stage)} of "
+                                   f"{len(runs)} runs unfinished. Rerun the same command to resume them.\n")
+
     with status:
         if warm is not None:
-            stage_results = grid.fit(stage_trials, stage_name, stage_location, STAGE, scheduler=None)
+            stage_results, interrupted = grid.fit(stage_trials, stage_name, stage_location, STAGE, scheduler=None)
             deliver_kept(stage_trials)
+            if interrupted:
+                raise stopped(stage_trials, STAGE, "during the warm-start stage; the grid did not start")
             if stage_results.num_errors:
                 answered(lambda: client.set_terminated(parent_id, status="FAILED"), "ending the parent run")
                 return (f"{spec.name}: {stage_results.num_errors} of {len(stage_trials)} warm-start runs "
@@ -294,8 +312,13 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
 
             scheduler = ASHAScheduler(time_attr="epoch", metric="val/best_AP", mode="max",
                                       max_t=max(t.config.train.epochs for t in trials), grace_period=1)
-        results = grid.fit(trials, tune_name, location, None, scheduler)
+        results, interrupted = grid.fit(trials, tune_name, location, None, scheduler)
         deliver_kept(trials)
+    if interrupted:
+        error = stopped(trials, None, "during the grid")
+        table = answered(lambda: _tabulate(client, spec, options, plan, trials, stage_trials),
+                         "collecting and logging the table")
+        raise AblationInterrupted(f"{table}\n{error}")
     errors = results.num_errors
     status = "FINISHED" if errors == 0 else "FAILED"
     answered(lambda: client.set_terminated(parent_id, status=status), "ending the parent run")
@@ -359,7 +382,8 @@ class _Grid:
 
     def fit(self, trials: list[Trial], name: str, location: str, stage: str | None, scheduler: Any):
         """``Tuner(...).fit()`` over ``trials`` in ``location`` (``Tuner.restore`` when it holds an
-        interrupted grid and the ablation is not restarted); returns Tune's ``ResultGrid``."""
+        interrupted grid and the ablation is not restarted); returns Tune's ``ResultGrid`` and whether
+        Ctrl+C (SIGINT) stopped the fit (Tune then returns normally: :mod:`orchestrator.interrupt`)."""
         import ray.tune
 
         from orchestrator.tune_status import TrialStatus, replace_callbacks
@@ -390,4 +414,6 @@ class _Grid:
                     checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=2),
                     failure_config=ray.tune.FailureConfig(max_failures=options.max_failures)),
             )
-        return tuner.fit()
+        with TuneInterruptWatch() as watch:
+            results = tuner.fit()
+        return results, watch.interrupted

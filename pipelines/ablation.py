@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:  # `python pipelines/ablation.py` from a checkout 
     sys.path.insert(0, str(REPO))
 
 from orchestrator import console  # noqa: E402
-from orchestrator.ablation import AblationOptions, run_ablation  # noqa: E402
+from orchestrator.ablation import AblationInterrupted, AblationOptions, run_ablation  # noqa: E402
 from orchestrator.ablation_spec import AblationSpec  # noqa: E402
 from orchestrator.cli import mlflow_ui_hint  # noqa: E402
 from orchestrator.run_logger import UndeliveredRecords  # noqa: E402
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         server.launch()  # starts while Ray does
     import ray
 
+    interrupted: AblationInterrupted | None = None
     try:
         address = args.address or os.environ.get("RAY_ADDRESS")
         if address:
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                                   tracking_uri=server.wait_ready() if server is not None else tracking_uri)
         try:
             text = run_ablation(spec, options)
+        except AblationInterrupted as stop:
+            interrupted = stop
         except (UndeliveredRecords, TrackingUnavailable) as e:
             store = f" --tracking-uri {tracking_uri}" if server is not None else ""  # the SQLite file
             runs = Path(options.output_dir or spec.base.output_dir) / spec.name
@@ -158,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         ray.shutdown()
+    if interrupted is not None:  # Ctrl+C: Tune saved its state; the same command resumes
+        print()
+        print(str(interrupted), end="")
+        print(f"ablation interrupted after {(time.perf_counter() - t0) / 60:.1f} min")
+        return 130
     print()
     print(text, end="")
     minutes = (time.perf_counter() - t0) / 60

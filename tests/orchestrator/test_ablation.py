@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -198,3 +199,79 @@ def test_a_grid_whose_tune_state_an_older_version_pickled_is_run_again(ray_sessi
     assert restore_tuner(location, _one_step) is None
     out = capsys.readouterr().out
     assert "cannot be restored" in out and "poselab_moved_module" in out and location in out
+
+
+def _interrupt_when(path: Path, timeout_s: float = 120.0) -> threading.Thread:
+    """Send this process a real SIGINT (what Ctrl+C sends) once ``path`` exists: from a thread, so
+    the main thread, where Tune's ``fit()`` runs, handles it as it would a user's Ctrl+C."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout_s
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if path.exists():
+            time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_watch_tells_a_ctrl_c_stopped_fit_from_a_finished_one(ray_session, tmp_path):
+    """Ray 2.60's Tuner.fit() returns normally after Ctrl+C (its trials marked TERMINATED): the watch
+    reads it from Tune's signal handling, and the driver's SIGINT handler is its own again afterwards."""
+    import ray.tune
+
+    from orchestrator.interrupt import TuneInterruptWatch
+
+    def one_step(config):  # nested: pickled by value (Ray's workers cannot import this test module)
+        ray.tune.report({"x": config["x"]})
+
+    def sleeper(config):
+        Path(config["started"]).write_text("started")
+        for i in range(600):
+            time.sleep(0.1)
+            ray.tune.report({"i": i})
+
+    before = signal.getsignal(signal.SIGINT)
+    with TuneInterruptWatch() as finished:
+        done = ray.tune.Tuner(one_step, param_space={"x": ray.tune.grid_search([1])},
+                       run_config=ray.tune.RunConfig(name="done", storage_path=str(tmp_path), verbose=0)).fit()
+    assert done.num_errors == 0 and done[0].metrics["x"] == 1
+    assert not finished.interrupted and signal.getsignal(signal.SIGINT) is before
+
+    started = tmp_path / "started"
+    thread = _interrupt_when(started)
+    t0 = time.monotonic()
+    with TuneInterruptWatch() as stopped:
+        grid = ray.tune.Tuner(sleeper, param_space={"started": str(started)},
+                              run_config=ray.tune.RunConfig(name="stop", storage_path=str(tmp_path),
+                                                            verbose=0)).fit()
+    thread.join(timeout=5)
+    assert stopped.interrupted and time.monotonic() - t0 < 50  # stopped long before the trial's 60 s
+    assert grid.num_errors == 0  # what the ResultGrid alone says: nothing wrong
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_ctrl_c_in_the_warm_start_stage_stops_the_ablation_before_its_grid(ray_session, tiny_ablation_spec,
+                                                                         tmp_path, capsys):
+    """A real SIGINT while the stage's first run trains: no grid trial starts, the parent run is KILLED,
+    and the error says what is unfinished and how to resume (pipelines/ablation.py exits 130 on it)."""
+    from orchestrator.ablation import AblationInterrupted, AblationOptions, run_ablation
+    from orchestrator.ablation_spec import AblationSpec
+    from orchestrator.table import find_parent
+
+    data = tiny_ablation_spec(tmp_path / "runs", "stop", ["posedual"], [1])
+    data["warm_start"] = {"seeds": [1, 0], "overrides": {"train.epochs": 200, "train.lr_steps": [200]}}
+    spec = AblationSpec.from_dict(data, source="stop.yaml")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    thread = _interrupt_when(tmp_path / "runs" / "stop" / "warm_start" / "seed=1")
+    with pytest.raises(AblationInterrupted) as stop:
+        run_ablation(spec, AblationOptions(tracking_uri=uri, experiment="stop", max_concurrent_trials=1))
+    thread.join(timeout=5)
+    out = capsys.readouterr().out
+    assert "warm_start/seed=1: started" in out and "method=posedual" not in out.split("warm-start stage:")[-1]
+    assert "during the warm-start stage; the grid did not start: 2 of 2 runs unfinished" in str(stop.value)
+    assert "Rerun the same command" in str(stop.value)
+    assert find_parent(MlflowClient(uri), "stop", "stop").status == "KILLED"

@@ -1,4 +1,4 @@
-"""Per-step CPU cost of bottom-up network candidates, side by side: today's W8-128 against wider ones.
+"""Per-step CPU cost of bottom-up network candidates, side by side: the former W8-128 against wider ones.
 
 Every candidate is a bottom-up preset with dotted overrides. For each, on the same crowded SynthPose
 images (``--root``, the crowd profile), interleaved round by round so that machine load hits all
@@ -9,12 +9,14 @@ candidates alike:
 * ``step``: one optimiser step on that batch (forward, the candidate's loss, backward, Adam);
 * ``val``: one validation image through the evaluator (flip test as configured, grouping included).
 
-What it answers: how much longer a trial of each candidate takes than one of today's
-``synthcrowd-ce-hrnet-w8-128`` with the same number of steps (issue 23 item 3: at least 32 channels into
-the final 1x1 layers, and people large enough in heatmap pixels, at a cost the CE-vs-AE ablation can pay).
+What it answers: how much longer a trial of each candidate takes than one of the former
+``synthcrowd-ce-hrnet-w8-128`` (W8, no head conv, input 128) with the same number of steps (issue 23
+item 3: at least 32 channels into the final 1x1 layers, and people large enough in heatmap pixels, at a
+cost the CE-vs-AE ablation can pay). Untrained networks: the validation figure is mostly the network
+(few peaks pass the threshold, so grouping is cheap).
 
-    uv run python bench/bench_bottomup_presets.py --root /tmp/bu-crowd            # 1 thread, ~10 min busy
-    uv run python bench/bench_bottomup_presets.py --root /tmp/bu-crowd --only w8-128 w8h32-256
+    uv run python bench/bench_bottomup_presets.py --root /tmp/bu-crowd            # all, 1 thread (~6 min)
+    uv run python bench/bench_bottomup_presets.py --root /tmp/bu-crowd --only w8-128 higher-w8h32-160
 
 The last line printed is a JSON object: seconds per step / batch / image of each candidate, the ratios
 of their sum (data + step) to the first candidate's, parameters and the final 1x1 layers' input channels.
@@ -46,7 +48,9 @@ from pose.config import apply_overrides  # noqa: E402
 from pose.data.image_io import read_rgb  # noqa: E402
 from pose.presets import get_preset  # noqa: E402
 
-HRNET, HIGHER = "synthcrowd-ce-hrnet-w8-128", "synthcrowd-ce-higherhrnet-w8-128"
+HRNET, HIGHER, CHOSEN = ("synthcrowd-ce-hrnet-w8h32-128", "synthcrowd-ce-higherhrnet-w8h32-128",
+                         "synthcrowd-ce-higherhrnet-w8h32-160")
+NO_HEAD = ["model.head_channels=0"]  # the 1x1 layers read the backbone's features (the former presets)
 
 
 def size(input_size: int, higher: bool = False) -> list[str]:
@@ -55,22 +59,21 @@ def size(input_size: int, higher: bool = False) -> list[str]:
     return [f"codec.input_size={input_size}", f"codec.heatmap_sizes=[{','.join(map(str, sizes))}]"]
 
 
-HEAD32 = ["model.head_channels=32"]
 CANDIDATES: dict[str, tuple[str, list[str]]] = {
-    "w8-128": (HRNET, []),                                  # today's CPU preset (the baseline)
-    "w8h32-128": (HRNET, HEAD32),                           # + a 3x3 conv to 32 channels before the 1x1s
-    "w16h32-128": (HRNET, ["model.width=16", *HEAD32]),
-    "w32-128": (HRNET, ["model.width=32"]),                 # 32 backbone channels into the 1x1s
-    "w8h32-160": (HRNET, [*HEAD32, *size(160)]),
-    "w8h32-192": (HRNET, [*HEAD32, *size(192)]),
-    "w8h32-256": (HRNET, [*HEAD32, *size(256)]),
-    "w16h32-256": (HRNET, ["model.width=16", *HEAD32, *size(256)]),
-    "w32-256": (HRNET, ["model.width=32", *size(256)]),
-    "higher-w8-128": (HIGHER, []),                          # today's HigherHRNet CPU preset
-    "higher-w8h32-128": (HIGHER, HEAD32),
-    "higher-w8h32-160": (HIGHER, [*HEAD32, *size(160, True)]),
-    "higher-w8h32-192": (HIGHER, [*HEAD32, *size(192, True)]),
-    "higher-w8h32-256": (HIGHER, [*HEAD32, *size(256, True)]),
+    "w8-128": (HRNET, NO_HEAD),                             # the former synthcrowd-ce-hrnet-w8-128 (baseline)
+    "w8h32-128": (HRNET, []),                               # + a 3x3 conv to 32 channels before the 1x1s
+    "w16h32-128": (HRNET, ["model.width=16"]),
+    "w32-128": (HRNET, ["model.width=32", *NO_HEAD]),       # 32 backbone channels into the 1x1s
+    "w8h32-160": (HRNET, size(160)),
+    "w8h32-192": (HRNET, size(192)),
+    "w8h32-256": (HRNET, size(256)),
+    "w16h32-256": (HRNET, ["model.width=16", *size(256)]),
+    "w32-256": (HRNET, ["model.width=32", *NO_HEAD, *size(256)]),
+    "higher-w8-128": (HIGHER, NO_HEAD),                     # the former synthcrowd-ce-higherhrnet-w8-128
+    "higher-w8h32-128": (HIGHER, []),
+    "higher-w8h32-160": (CHOSEN, []),                       # the CE-vs-AE presets
+    "higher-w8h32-192": (HIGHER, size(192, True)),
+    "higher-w8h32-256": (HIGHER, size(256, True)),
 }
 """label -> (preset, overrides). The first is the baseline of the ratios."""
 

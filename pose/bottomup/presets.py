@@ -83,7 +83,7 @@ _SYNTH_SCALES = (
                          log_interval=10),
      "smoke scale, 30 epochs"),
     (160, ("higher",), ("ce", "ae", "ae-r8"),
-     BottomUpTrainConfig(epochs=60, batch_size=16, lr=3e-3, warmup_iters=50, lr_steps=(48,), val_interval=20,
+     BottomUpTrainConfig(epochs=60, batch_size=16, lr=3e-3, warmup_iters=50, lr_steps=(48,), val_interval=30,
                          log_interval=10),
      "the CE-vs-AE scale, 60 epochs"),
 )

@@ -7,8 +7,8 @@ network that fits its targets perfectly would score: AP, AP50, AR, the median jo
 signed mean error per axis, in image pixels and in heatmap pixels (of the finest heatmap). No network,
 no image file is read; no Ray. The last line is a JSON object with the figures.
 
-    uv run python pipelines/bottomup_ceiling.py synthcrowd-ce-hrnet-w8-128 --root /tmp/synthpose-crowd
-    uv run python pipelines/bottomup_ceiling.py synthcrowd-ce-hrnet-w8-128 --root /tmp/synthpose-crowd \\
+    uv run python pipelines/bottomup_ceiling.py synthcrowd-ce-higherhrnet-w8h32-160 --root /tmp/synthpose-crowd
+    uv run python pipelines/bottomup_ceiling.py synthcrowd-ce-hrnet-w8h32-128 --root /tmp/synthpose-crowd \\
         codec.input_size=256 codec.heatmap_sizes=[64]
 """
 

@@ -11,7 +11,7 @@ the mean |off-diagonal| correlation of the tag dimensions at the ground-truth jo
 figures. No Ray needed. For the ceiling of a setting before any training, see
 pipelines/bottomup_ceiling.py.
 
-    uv run python pipelines/diagnose_bottomup.py runs/synthcrowd-ce-hrnet-w8-128 [--checkpoint best.pth]
+    uv run python pipelines/diagnose_bottomup.py runs/synthcrowd-ce-hrnet-w8h32-128 [--checkpoint best.pth]
 """
 
 from __future__ import annotations

@@ -81,11 +81,11 @@ def test_presets_listing(capsys):
 def test_overrides_may_follow_the_options(capsys):
     """`train PRESET --print-config key=value`: overrides after options still apply (argparse alone
     would call them unrecognized); anything else after the options is still an error."""
-    assert main(["train", "synthcrowd-ce-hrnet-w8-128", "--print-config", "loss.beta=0.55", "train.epochs=3"]) == 0
+    assert main(["train", "synthcrowd-ce-hrnet-w8h32-128", "--print-config", "loss.beta=0.55", "train.epochs=3"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["task"] == "bottomup" and cfg["loss"]["beta"] == 0.55 and cfg["train"]["epochs"] == 3
     with pytest.raises(SystemExit):
-        main(["train", "synthcrowd-ce-hrnet-w8-128", "--print-config", "--bogus"])
+        main(["train", "synthcrowd-ce-hrnet-w8h32-128", "--print-config", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["presets", "train.epochs=3"])  # a subcommand without overrides

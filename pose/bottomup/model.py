@@ -4,6 +4,12 @@ Both heads predict K heatmaps and K x R tag maps at 1/4 resolution (R = 1 is cla
 Embedding, R = 8 is Coupled Embedding); the HigherHRNet head adds K heatmaps at 1/2 resolution from a
 deconvolution over the concatenated 1/4 features and heatmaps (the CE repository does not concatenate
 the tags, unlike the original HigherHRNet: spec section 2).
+
+``head_channels`` > 0 (the CPU presets) puts a 3x3 conv + BN + ReLU to that many channels between the
+backbone and the head, so the final 1x1 layers read ``head_channels`` features instead of the backbone's
+``width``: with a narrow backbone (W8) the 17 heatmaps would otherwise be linear maps of 8 features (at
+any pixel they lie in an 8-dimensional subspace and cannot form 17 separate peaks). The paper's W32 /
+W48 need none (``head_channels=0``: the 1x1 layers read the backbone directly).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ class BottomUpModelConfig:
         stem_channels, stage1_blocks, num_modules, num_blocks: HRNet depth settings (paper: 64, 4,
             (1, 4, 3), 4); the CPU presets shrink them (16, 1, (1, 1, 1), 1).
         higher_blocks: residual BasicBlocks after the HigherHRNet deconvolution (4 in the paper).
+        head_channels: 0 (the paper): the head's 1x1 layers read the backbone's ``width`` features;
+            > 0: a 3x3 conv + BN + ReLU from ``width`` to ``head_channels`` first, and every final 1x1
+            layer (and the HigherHRNet branch) reads its ``head_channels`` features.
         pretrained: local ImageNet HRNet checkpoint for the backbone, or None (random init).
     """
 
@@ -44,6 +53,7 @@ class BottomUpModelConfig:
     num_modules: tuple[int, int, int] = (1, 4, 3)
     num_blocks: int = 4
     higher_blocks: int = 4
+    head_channels: int = 0
     pretrained: str | None = None
 
     def __post_init__(self) -> None:
@@ -52,8 +62,14 @@ class BottomUpModelConfig:
         for name in ("width", "stem_channels", "stage1_blocks", "num_blocks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.higher_blocks < 0:
-            raise ValueError(f"model.higher_blocks: must be >= 0, got {self.higher_blocks}")
+        for name in ("higher_blocks", "head_channels"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.{name}: must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def final_channels(self) -> int:
+        """Input channels of the head's final 1x1 layers: ``head_channels`` or the backbone's ``width``."""
+        return self.head_channels or self.width
 
     @property
     def num_resolutions(self) -> int:
@@ -113,8 +129,17 @@ class HigherAssociativeEmbeddingHead(AssociativeEmbeddingHead):
         return [quarter, self.higher_heatmap_layer(y)], self.tags(x)
 
 
+class HeadStem(nn.Sequential):
+    """3x3 conv (no bias) + BN + ReLU: (B, C_in, h, w) -> (B, C_out, h, w), the head's own features."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
+        nn.init.normal_(conv.weight, std=0.001)
+        super().__init__(conv, nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+
+
 class BottomUpModel(nn.Module):
-    """HRNet backbone + bottom-up head.
+    """HRNet backbone (+ optional :class:`HeadStem`) + bottom-up head.
 
     ``forward(x: (B, 3, H, W) normalised) -> (heatmaps, tags)``: heatmaps is a list with one
     (B, K, H/4, W/4) tensor (AE head) or two, adding (B, K, H/2, W/2) (HigherHRNet head); tags are
@@ -123,9 +148,11 @@ class BottomUpModel(nn.Module):
 
     input_divisor = 32
 
-    def __init__(self, backbone: HRNetBackbone, head: AssociativeEmbeddingHead) -> None:
+    def __init__(self, backbone: HRNetBackbone, head: AssociativeEmbeddingHead,
+                 stem: HeadStem | None = None) -> None:
         super().__init__()
         self.backbone = backbone
+        self.stem = stem if stem is not None else nn.Identity()
         self.head = head
         self.pretrained_report: LoadReport | None = None
 
@@ -143,7 +170,7 @@ class BottomUpModel(nn.Module):
         h, w = x.shape[-2:]
         if h % self.input_divisor or w % self.input_divisor:
             raise ValueError(f"BottomUpModel: input size {h}x{w} must be a multiple of {self.input_divisor}")
-        return self.head(self.backbone(x)[0])
+        return self.head(self.stem(self.backbone(x)[0]))
 
 
 def build_bottomup_model(cfg: BottomUpModelConfig, num_keypoints: int, embed_dim: int) -> BottomUpModel:
@@ -154,10 +181,11 @@ def build_bottomup_model(cfg: BottomUpModelConfig, num_keypoints: int, embed_dim
     """
     backbone = HRNetBackbone(cfg.width, multiscale_output=False, stem_channels=cfg.stem_channels,
                              stage1_blocks=cfg.stage1_blocks, num_modules=cfg.num_modules, num_blocks=cfg.num_blocks)
-    channels = backbone.out_channels[0]
+    stem = HeadStem(backbone.out_channels[0], cfg.head_channels) if cfg.head_channels else None
+    channels = cfg.final_channels
     head = (HigherAssociativeEmbeddingHead(channels, num_keypoints, embed_dim, cfg.higher_blocks)
             if cfg.head == "higher" else AssociativeEmbeddingHead(channels, num_keypoints, embed_dim))
-    model = BottomUpModel(backbone, head)
+    model = BottomUpModel(backbone, head, stem)
     if cfg.pretrained is not None:
         model.pretrained_report = load_backbone_checkpoint(backbone, Path(cfg.pretrained))
         logger.info("bottom-up backbone: %s", model.pretrained_report)

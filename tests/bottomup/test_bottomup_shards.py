@@ -139,7 +139,7 @@ def test_bottomup_configs_take_shards_and_the_plain_engine_refuses_them(tmp_path
     from pose.engine.trainer import Trainer
     from pose.presets import get_preset
 
-    cfg = apply_overrides(get_preset("synthcrowd-ce-hrnet-w8-128").config, [f"data.shards={tmp_path}"])
+    cfg = apply_overrides(get_preset("synthcrowd-ce-hrnet-w8h32-128").config, [f"data.shards={tmp_path}"])
     assert cfg.data.shards == str(tmp_path)
     with pytest.raises(ValueError, match="data.shards"):
         Trainer(cfg)

@@ -20,6 +20,7 @@ from pose.bottomup.data import load_bottomup_images
 from pose.bottomup.grouping import GroupingConfig
 from pose.bottomup.inference import BottomUpEvaluator
 from pose.metainfo import get_metainfo
+from pose.presets import get_preset
 
 def _evaluator(gt_file: Path, fmt: str, codec: BottomUpCodec, flip: bool) -> tuple[BottomUpEvaluator, list]:
     meta = get_metainfo(fmt)
@@ -33,8 +34,10 @@ HRNET_128 = BottomUpCodec(input_size=128, heatmap_sizes=(32,), sigma=2.0, max_pe
 HIGHER_128 = BottomUpCodec(input_size=128, heatmap_sizes=(32, 64), sigma=2.0, max_people=10, embed_dim=1,
                            grouping=GroupingConfig(nms_kernel=5, max_people_out=20))
 
+HIGHER_160 = get_preset("synthcrowd-ce-higherhrnet-w8h32-160").config.codec  # the CE-vs-AE presets
 
-@pytest.mark.parametrize("codec", [HRNET_128, HIGHER_128], ids=["hrnet", "higherhrnet"])
+
+@pytest.mark.parametrize("codec", [HRNET_128, HIGHER_128, HIGHER_160], ids=["hrnet", "higherhrnet", "higherhrnet-160"])
 @pytest.mark.parametrize("flip", [True, False], ids=["flip", "noflip"])
 def test_round_trip_has_no_signed_error_on_crowded_synthpose(crowd_dataset, codec, flip):
     """The CPU presets' resolution on crowded SynthPose: whatever the AP, the errors have no direction."""

@@ -59,3 +59,21 @@ def test_warmup_then_steps():
     assert lrs[5] == pytest.approx(0.001 + 0.999 * 0.5)
     assert lrs[10] == pytest.approx(1.0) and lrs[19] == pytest.approx(1.0)
     assert lrs[20] == pytest.approx(0.1) and lrs[30] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("head", ["ae", "higher"])
+def test_head_channels_put_a_conv_before_every_final_layer(head):
+    """model.head_channels=32: a 3x3 conv from the backbone's 8 features to 32, which the 1x1 layers and
+    the HigherHRNet branch read; 0 (the paper) adds no parameter, so earlier checkpoints still load."""
+    plain = build_bottomup_model(BottomUpModelConfig(head=head, **TINY), num_keypoints=17, embed_dim=8)
+    assert not any(k.startswith("stem.") for k in plain.state_dict())
+    model = build_bottomup_model(BottomUpModelConfig(head=head, head_channels=32, **TINY), num_keypoints=17,
+                                 embed_dim=8).eval()
+    assert model.stem[0].weight.shape == (32, 8, 3, 3)
+    assert model.head.heatmap_layer.in_channels == model.head.tag_layer.in_channels == 32
+    if head == "higher":
+        assert model.head.deconv[0].in_channels == 32 + 17 and model.head.higher_heatmap_layer.in_channels == 32
+    heatmaps, tags = model(torch.randn(1, 3, 64, 64))
+    assert tags.shape == (1, 17, 16, 16, 8) and heatmaps[0].shape == (1, 17, 16, 16)
+    with pytest.raises(ValueError, match="head_channels"):
+        BottomUpModelConfig(head_channels=-1)

@@ -53,7 +53,7 @@ def bottomup_run(crowd_dataset, tmp_path_factory) -> Path:
     """A bottom-up run directory (two steps on crowded SynthPose); grouping keeps every candidate so the
     untrained network still yields people."""
     out = tmp_path_factory.mktemp("predict-bottomup")
-    cfg = apply_overrides(get_preset("synthcrowd-ce-hrnet-w8-128").config, [
+    cfg = apply_overrides(get_preset("synthcrowd-ce-hrnet-w8h32-128").config, [
         f"data.root={crowd_dataset('coco')}", "data.num_workers=0", f"output_dir={out}", "name=bu",
         "train.epochs=1", "train.batch_size=6", "train.warmup_iters=2", "codec.grouping.val_threshold=-1",
         "codec.grouping.top_k=3"])

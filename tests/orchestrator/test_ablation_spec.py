@@ -260,7 +260,7 @@ def test_table_orders_augmentations_like_the_spec_module():
 def test_bottomup_spec_sweeps_embedding_dimension_and_beta(tmp_path):
     spec = AblationSpec.load(_spec_file(tmp_path, """\
 name: ce-vs-ae
-preset: synthcrowd-ce-hrnet-w8-128
+preset: synthcrowd-ce-hrnet-w8h32-128
 overrides:
   train.epochs: 1
 axes:
@@ -276,10 +276,10 @@ axes:
     assert (ce.loss.kind, ce.codec.embed_dim, ce.loss.beta, ce.train.epochs) == ("ce", 8, 0.55, 1)
     assert Trial.from_dict(json.loads(json.dumps(plan.trials[3].to_dict()))) == plan.trials[3]
     with pytest.raises(ConfigError, match="embedding.*codec.embed_dim"):  # two axes setting one field
-        AblationSpec.load(_spec_file(tmp_path, "name: x\npreset: synthcrowd-ce-hrnet-w8-128\n"
+        AblationSpec.load(_spec_file(tmp_path, "name: x\npreset: synthcrowd-ce-hrnet-w8h32-128\n"
                                      "axes:\n  embedding: [ae, ce]\n  codec.embed_dim: [4, 8]\n", "two.yaml"))
     with pytest.raises(ConfigError, match="label_budget"):  # a top-down axis on a bottom-up base
-        AblationSpec.load(_spec_file(tmp_path, "name: x\npreset: synthcrowd-ce-hrnet-w8-128\n"
+        AblationSpec.load(_spec_file(tmp_path, "name: x\npreset: synthcrowd-ce-hrnet-w8h32-128\n"
                                      "axes:\n  label_budget: [100]\n", "three.yaml"))
 
 

@@ -16,7 +16,7 @@ from pose.bottomup.data import BottomUpDataset
 from pose.config import apply_overrides
 from pose.presets import get_preset
 
-PRESET = "synthcrowd-cp-ce-higherhrnet-w8-128"
+PRESET = "synthcrowd-cp-ce-higherhrnet-w8h32-128"
 
 
 @pytest.fixture(scope="module")

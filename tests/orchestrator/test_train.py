@@ -163,7 +163,7 @@ def test_predictions_of_ranks_merge_also_when_a_rank_had_no_validation_rows():
 
 
 def _bottomup_config(root, out_dir, fmt: str, name: str, head: str, kind: str, *more: str):
-    preset = f"synthcrowd{'-cp' if fmt == 'crowdpose' else ''}-{kind}-{'higherhrnet' if head == 'higher' else 'hrnet'}-w8-128"
+    preset = f"synthcrowd{'-cp' if fmt == 'crowdpose' else ''}-{kind}-{'higherhrnet' if head == 'higher' else 'hrnet'}-w8h32-128"
     return apply_overrides(get_preset(preset).config, [
         f"data.root={root}", "data.num_workers=0", f"output_dir={out_dir}", f"name={name}", "train.epochs=2",
         "train.batch_size=4", "train.val_interval=1", "train.log_interval=1", "train.warmup_iters=2", *more])

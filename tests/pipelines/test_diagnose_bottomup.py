@@ -25,7 +25,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def bottomup_run(crowd_dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("diag")
-    cfg = apply_overrides(get_preset("synthcrowd-ce-hrnet-w8-128").config, [
+    cfg = apply_overrides(get_preset("synthcrowd-ce-hrnet-w8h32-128").config, [
         f"data.root={crowd_dataset('coco')}", "data.num_workers=0", f"output_dir={out}", "name=diag",
         "train.epochs=1", "train.batch_size=4", "train.val_interval=1", "train.warmup_iters=2", "train.device=cpu"])
     Trainer(cfg, log_metrics=lambda m, s: None, resume=False).fit()

@@ -29,6 +29,7 @@ class BottomUpParts:
     """
 
     scheduler_per_step = True
+    selection_metric = "AP"
     collapse = None
     val_batch_size = None  # validation images differ in size: one per step
 

@@ -260,5 +260,11 @@ class ExperimentConfig:
         return self.method.diagnosis
 
     @property
+    def selection_metric(self) -> str:
+        """The validation statistic that selects ``best.pth`` (logged as ``best_<metric>``): PCKh for MPII,
+        else AP."""
+        return "PCKh" if self.data.dataset == "mpii" else "AP"
+
+    @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name

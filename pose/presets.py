@@ -266,7 +266,8 @@ def _mpii_aic_rows() -> list[Preset]:
               f"MPII + AIC, ResNet-18 256x256: PoseDual + Joint Cutout 5; config {_MIX_CONFIG} (no published "
               "number for this row)", r18, "posedual", 100, (50, 70)),
         _mpii("mpii-aic-posedual-jc-hrnet-w32-256x256",
-              "PoseDual + Joint Cutout (5) with HRNet-W32, MPII train labeled, AIC train unlabeled; 100 epochs (50, 70)",
+              "PoseDual + Joint Cutout (5) with HRNet-W32, MPII train labeled, AIC train unlabeled; "
+              "100 epochs (50, 70)",
               f"MPII + AIC, HRNet-W32 256x256, PoseDual: {_HRNET_W32_ROW}; schedule NOT IN REPO: the shipped "
               f"ResNet-18 config's ({_MIX_CONFIG}), Joint Cutout as there", w32, "posedual", 100, (50, 70)),
         _mpii("mpii-supervised-r152-256x256",

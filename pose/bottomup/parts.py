@@ -29,12 +29,12 @@ class BottomUpParts:
     """
 
     scheduler_per_step = True
-    selection_metric = "AP"
     collapse = None
     val_batch_size = None  # validation images differ in size: one per step
 
     def __init__(self, cfg: BottomUpExperimentConfig) -> None:
         self.cfg = cfg
+        self.selection_metric = cfg.selection_metric
         self.meta = cfg.data.metainfo()
         self.train_set = build_train_dataset(cfg, self.meta)
         self.train_stream = self.train_set

@@ -148,11 +148,7 @@ class TopDownEvaluator:
         codec: the heatmap codec that decodes predictions.
         test: flip test, rescoring and OKS-NMS settings.
         gt_file: the COCO-format ground truth of the validation images (AI Challenger: native or converted).
-
-    ``selection_metric``: the statistic that selects checkpoints (``best.pth``).
     """
-
-    selection_metric = "AP"
 
     def __init__(self, meta: DatasetMeta, codec: HeatmapCodec, test: TestConfig, gt_file: str | Path) -> None:
         self.meta = meta

@@ -34,7 +34,8 @@ class TaskParts(Protocol):
         scheduler_per_step: the LR schedule is stepped every iteration (else once per epoch).
         val_batch_size: batch size of the validation loader (None: one item per step, un-collated).
         selection_metric: the validation statistic of the primary network that selects ``best.pth``
-            (``AP``; ``PCKh`` for MPII). The loops log its best value as ``best_<metric>``.
+            (the config's ``selection_metric``: ``AP``; ``PCKh`` for MPII). The loops log its best value as
+            ``best_<metric>``.
     """
 
     method: Method
@@ -81,7 +82,7 @@ class TopDownParts:
                                            self.val_set.instances, d.path(d.val_ann))
         else:
             self.evaluator = TopDownEvaluator(self.meta, cfg.codec, cfg.test, d.path(d.val_ann))
-        self.selection_metric = self.evaluator.selection_metric
+        self.selection_metric = cfg.selection_metric
         self.val_batch_size = cfg.test.batch_size
 
     def build_optimizer(self) -> torch.optim.Optimizer:

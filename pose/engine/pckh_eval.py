@@ -38,8 +38,6 @@ class PCKhEvaluator(TopDownEvaluator):
         ann_file: the records' file (``annot/valid.json``; named in errors).
     """
 
-    selection_metric = "PCKh"
-
     def __init__(self, meta: DatasetMeta, codec: HeatmapCodec, test: TestConfig, head_box_file: str | Path,
                  instances: Sequence[PersonInstance], ann_file: str | Path) -> None:
         super().__init__(meta, codec, test, head_box_file)

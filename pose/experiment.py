@@ -45,7 +45,7 @@ class DataConfig(DatasetFiles):
     ``annot/gt_valid.mat`` file, and selects checkpoints on ``PCKh``), "aic" (AI Challenger, native or
     COCO-converted), or a metainfo ``.json`` (COCO-format files). ``val_head_boxes`` is MPII's only.
     MPII records carry their own crop window (SimpleBaseline's x1.25 of ``scale``): ``box_padding`` does
-    not apply to them.
+    not apply to them (only its default is accepted with "mpii"; it still pads ``semi.unlabeled=aic`` boxes).
 
     ``shards`` (relative to the working directory, like ``root``): a directory of Parquet shards
     (``poselab shards``) with ``train/``, ``val/`` (and ``unlabeled/`` for detector-box unlabeled
@@ -88,6 +88,9 @@ class DataConfig(DatasetFiles):
             if self.val_boxes != "gt":
                 raise ValueError(f"data.val_boxes={self.val_boxes}: MPII is evaluated on its annotated people "
                                  "(data.val_boxes=gt)")
+            if self.box_padding != 1.25:
+                raise ValueError(f"data.box_padding={self.box_padding}: MPII records carry their own crop window "
+                                 "(SimpleBaseline's 1.25 x scale x 200 px); box_padding does not apply to them")
         elif self.val_head_boxes:
             raise ValueError(f"data.val_head_boxes={self.val_head_boxes} is MPII's head-box file, but "
                              f"data.dataset={self.dataset}")

@@ -310,7 +310,7 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
         if spec.scheduler == "asha":
             from ray.tune.schedulers import ASHAScheduler
 
-            scheduler = ASHAScheduler(time_attr="epoch", metric="val/best_AP", mode="max",
+            scheduler = ASHAScheduler(time_attr="epoch", metric=f"val/best_{spec.base.selection_metric}", mode="max",
                                       max_t=max(t.config.train.epochs for t in trials), grace_period=1)
         results, interrupted = grid.fit(trials, tune_name, location, None, scheduler)
         deliver_kept(trials)

@@ -19,6 +19,7 @@ axes whose every combination is one trial::
     when:                                     # optional: overrides for the trials with one axis value
       method=supervised: {train.epochs: 60}   #   ("axis=value" as the trial id writes it)
     synth: {profile: quick, images: 2000}     # optional: how to generate a missing SynthPose data.root
+    synth_unlabeled: {format: aic, seed: 1}   # optional: the same for semi.root (semi.unlabeled=aic)
     warm_start: {seeds: [0, 1, 2]}            # optional: supervised runs first; their checkpoints start the
                                               #   grid's networks (model.init): orchestrator.warm_start
 
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pose.config import KEYS_HINT, ConfigError, dict_paths, from_dict, to_dict, unknown_key_message
+from pose.experiment import ExperimentConfig
 from pose.tasks import AnyExperimentConfig, config_from_dict, load_experiment_file
 from pose.methods.hard_view import HardViewConfig
 from pose.names import closest, closest_keys, did_you_mean, suggest, with_suggestion
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from orchestrator.warm_start import WarmStartSpec
 
 SPEC_KEYS = ("name", "preset", "config", "overrides", "axes", "metric", "scheduler", "stop_collapsed", "when",
-             "synth", "warm_start")
+             "synth", "synth_unlabeled", "warm_start")
 """The top-level keys of a spec; any other key is an error."""
 
 AXIS_FIELDS: dict[str, str] = {
@@ -220,6 +222,8 @@ class AblationSpec:
         synth: how ``pipelines/ablation.py`` generates ``data.root`` when it is missing: a
             :class:`~pose.synth.SynthConfig` built from the spec's ``synth`` mapping (``profile``,
             ``images``, ``seed``, ``format`` and any other SynthConfig field), or ``None``.
+        synth_unlabeled: the same for ``semi.root``, the unlabeled dataset of ``semi.unlabeled=aic`` (a
+            SynthPose ``aic`` dataset of other images), or ``None``.
         warm_start: the warm-start stage (:class:`orchestrator.warm_start.WarmStartSpec`: supervised
             runs, one per seed, run before the grid; their checkpoints start the trials' networks), or
             ``None``.
@@ -235,6 +239,7 @@ class AblationSpec:
     stop_collapsed: bool = False
     when: tuple[tuple[str, Any, tuple[tuple[str, Any], ...]], ...] = ()
     synth: SynthConfig | None = None
+    synth_unlabeled: SynthConfig | None = None
     warm_start: WarmStartSpec | None = None
 
     @property
@@ -302,12 +307,16 @@ class AblationSpec:
         axes = cls._parse_axes(data.get("axes"), list(overrides), base, fail)
         when = cls._parse_when(data.get("when"), axes, base, fail)
         synth = cls._synth_config(data.get("synth"), fail)
+        synth_unlabeled = cls._synth_config(data.get("synth_unlabeled"), fail, "synth_unlabeled")
+        if synth_unlabeled is not None and not (isinstance(base, ExperimentConfig) and base.semi.root):
+            raise fail("'synth_unlabeled' generates semi.root, the unlabeled dataset of semi.unlabeled=aic; "
+                       "this spec's config has no semi.root")
         from orchestrator.warm_start import WarmStartSpec
 
         warm_start = WarmStartSpec.parse(data.get("warm_start"), base, base_dir, fail)
         spec = cls(name=name, base=base, overrides=tuple(overrides.items()), axes=axes, metric=metric,
                    source=source, scheduler=scheduler, stop_collapsed=stop_collapsed, when=when, synth=synth,
-                   warm_start=warm_start)
+                   synth_unlabeled=synth_unlabeled, warm_start=warm_start)
         if warm_start is not None:
             warm_start.check_grid(expand_grid(spec).trials, fail)
         return spec
@@ -349,17 +358,17 @@ class AblationSpec:
         return tuple(out)
 
     @staticmethod
-    def _synth_config(data: Any, fail: Callable[[str], ConfigError]) -> SynthConfig | None:
+    def _synth_config(data: Any, fail: Callable[[str], ConfigError], key: str = "synth") -> SynthConfig | None:
         if data is None:
             return None
         if not isinstance(data, dict):
-            raise fail(f"'synth' must be a mapping such as {{profile: quick, images: 2000}} (got {data!r})")
+            raise fail(f"'{key}' must be a mapping such as {{profile: quick, images: 2000}} (got {data!r})")
         fields = dict(data)
         profile = fields.pop("profile", "default")
         known = {f.name for f in dataclasses.fields(SynthConfig)}
         unknown = [str(k) for k in fields if k not in known]
         if unknown:
-            raise fail(f"synth: unknown key(s) {', '.join(unknown)}; "
+            raise fail(f"{key}: unknown key(s) {', '.join(unknown)}; "
                        + suggest(unknown, ["profile", *sorted(known)],
                                  hint=f"profile or a SynthConfig field: {', '.join(sorted(known))}"))
         try:
@@ -367,7 +376,7 @@ class AblationSpec:
                                   fields.pop("format", "coco"))
             return dataclasses.replace(base, **fields)
         except (TypeError, ValueError) as e:
-            raise fail(f"synth: {e}") from None
+            raise fail(f"{key}: {e}") from None
 
     @staticmethod
     def _base_config(data: dict, base_dir: str | Path | None,

@@ -28,10 +28,10 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 DRIVER_LOG = "poselab-driver.log"
 QUIET_LOGGERS = {"ray": logging.INFO, "mlflow": logging.INFO, "alembic": logging.WARNING,
@@ -200,6 +200,18 @@ class _QuietLogs:
 # ----------------------------------------------------------------------------------------------- status
 
 STATES = ("pending", "running", "retrying", "finished", "stopped", "failed")
+SELECTION_STATS = ("AP", "PCKh")
+"""The statistics runs select checkpoints on (a task's ``selection_metric``, :mod:`pose.engine.parts`):
+AP, or PCKh for MPII; the worker logs ``val/best_<stat>`` and ``final/best_<stat>``."""
+
+
+def selection_stat(metrics: Mapping[str, Any], prefix: str = "") -> tuple[str, float | None]:
+    """(statistic, value) of the first of ``<prefix>AP``, ``<prefix>PCKh`` in ``metrics``; ("AP", None)
+    when neither is there."""
+    for stat in SELECTION_STATS:
+        if prefix + stat in metrics:
+            return stat, metrics[prefix + stat]
+    return SELECTION_STATS[0], None
 
 
 @dataclass
@@ -209,6 +221,7 @@ class _Row:
     state: str = "pending"
     epoch: int | None = None
     best_ap: float | None = None
+    best_stat: str = "AP"
     started: float | None = None
     ended: float | None = None
 
@@ -267,7 +280,8 @@ class LiveStatus:
                 self._print(f"Ray logs (workers, trials, this driver's {DRIVER_LOG}): {logs}")
 
     def update(self, label: str, state: str | None = None, epoch: int | None = None, best_ap: float | None = None,
-               total: int | None = None) -> None:
+               total: int | None = None, best_stat: str | None = None) -> None:
+        """Change a run's row; ``best_ap`` is the best value of ``best_stat`` (AP unless given)."""
         with self._lock:
             row = self.rows.setdefault(label, _Row(label))
             now = self.clock()
@@ -283,6 +297,8 @@ class LiveStatus:
                 row.epoch = epoch
             if best_ap is not None and best_ap >= 0:  # -1: not evaluated yet
                 row.best_ap = best_ap
+            if best_stat is not None:
+                row.best_stat = best_stat
             if total is not None:
                 row.total = total
             self._changed()
@@ -373,7 +389,7 @@ class LiveStatus:
         for r in shown:
             epoch = "" if r.state == "pending" and r.epoch is None else (
                 f"epoch {r.epoch or 0}" + (f"/{r.total}" if r.total else ""))
-            ap = f"best AP {r.best_ap:.3f}" if r.best_ap is not None else ""
+            ap = f"best {r.best_stat} {r.best_ap:.3f}" if r.best_ap is not None else ""
             took = (_clock((r.ended or now) - r.started) if r.started is not None else "")
             label = r.label if len(r.label) <= name_w else r.label[: name_w - 1] + "~"
             out.append(f"  {label:<{name_w}}  {r.state:<8}  {epoch:<11}  {ap:<13}  {took}".rstrip())
@@ -477,10 +493,10 @@ class RunProgress:
         if epoch is None or int(epoch) == self._epoch:
             return
         self._epoch = int(epoch)
-        ap = metrics.get("val/best_AP")
-        self.status.update(self.label, epoch=self._epoch, best_ap=ap)
+        stat, ap = selection_stat(metrics, "val/best_")
+        self.status.update(self.label, epoch=self._epoch, best_ap=ap, best_stat=stat)
         self.status.event(self.label, f"epoch {self._epoch}/{self.total}"
-                          + (f" best AP {ap:.3f}" if ap is not None and ap >= 0 else ""))
+                          + (f" best {stat} {ap:.3f}" if ap is not None and ap >= 0 else ""))
 
     def stop(self, metrics: dict[str, float] | None = None) -> None:
         """The run ended: with its final ``metrics``, or failed (None; the caller says why)."""
@@ -488,9 +504,10 @@ class RunProgress:
         if self._thread is not None:
             self._thread.join(timeout=10)
         if metrics is not None:
-            self.status.update(self.label, state="finished", best_ap=metrics.get("best_AP", metrics.get("AP")))
-            ap = metrics.get("AP")
-            self.status.event(self.label, "finished" + (f" AP {ap:.3f}" if ap is not None else ""))
+            stat, ap = selection_stat(metrics)
+            best = selection_stat(metrics, "best_")[1]
+            self.status.update(self.label, state="finished", best_ap=ap if best is None else best, best_stat=stat)
+            self.status.event(self.label, "finished" + (f" {stat} {ap:.3f}" if ap is not None else ""))
         else:
             self.status.update(self.label, state="failed")
             self.status.event(self.label, "FAILED")

@@ -13,7 +13,7 @@ from typing import Any
 from ray.tune import Callback
 
 from orchestrator.ablation import trial_label
-from orchestrator.console import LiveStatus
+from orchestrator.console import LiveStatus, selection_stat
 
 FINISHED_BEFORE = "already_finished"
 """Result key a trial reports when its MLflow run had finished before (it is not trained again)."""
@@ -55,28 +55,29 @@ class TrialStatus(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         tid = self._id(trial)
+        stat, best = selection_stat(result, "final/best_")
         if result.get(FINISHED_BEFORE):
-            self._s().update(tid, state="finished", best_ap=result.get("final/best_AP"))
+            self._s().update(tid, state="finished", best_ap=best, best_stat=stat)
             self._s().event(tid, f"already finished (MLflow run {result.get('mlflow_run_id')}); not rerun")
             return
-        if "final/AP" in result:
-            self._s().update(tid, best_ap=result.get("final/best_AP"))
+        if selection_stat(result, "final/")[1] is not None:
+            self._s().update(tid, best_ap=best, best_stat=stat)
             return
-        ap = result.get("val/best_AP")
+        stat, ap = selection_stat(result, "val/best_")
         epoch = result.get("epoch")
-        self._s().update(tid, epoch=int(epoch) if epoch is not None else None, best_ap=ap)
+        self._s().update(tid, epoch=int(epoch) if epoch is not None else None, best_ap=ap, best_stat=stat)
         evaluated = ap is not None and ap >= 0  # -1 until the first evaluation
         self._s().event(tid, f"epoch {epoch if epoch is not None else '?'}"
-                        + (f" best AP {ap:.3f}" if evaluated else ""))
+                        + (f" best {stat} {ap:.3f}" if evaluated else ""))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
         tid = self._id(trial)
         r = trial.last_result or {}
-        ap = r.get("final/AP")
+        stat, ap = selection_stat(r, "final/")
         # a trial that ends without its final metrics was stopped by the scheduler (ASHA)
         self._s().update(tid, state="finished" if "done" in r and ap is not None else "stopped")
-        self._s().event(tid, f"finished ({self.done}/{self.total})" + (f" AP {ap:.3f}" if ap is not None else ""))
+        self._s().event(tid, f"finished ({self.done}/{self.total})" + (f" {stat} {ap:.3f}" if ap is not None else ""))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         tid = self._id(trial)
@@ -95,8 +96,11 @@ class TrialStatus(Callback):
             row = status.rows.get(self._id(trial))
             if row is not None and row.state == "pending" and trial.status in ("TERMINATED", "ERROR"):
                 r = trial.last_result or {}
+                stat, best = selection_stat(r, "final/best_")
+                if best is None:
+                    stat, best = selection_stat(r, "val/best_")
                 status.update(row.label, state="finished" if trial.status == "TERMINATED" else "failed",
-                              epoch=r.get("epoch"), best_ap=r.get("final/best_AP", r.get("val/best_AP")))
+                              epoch=r.get("epoch"), best_ap=best, best_stat=stat)
         status.tick()
 
 

@@ -391,9 +391,10 @@ class WorkerRun:
                 for net, s in stats.items():
                     metrics.update({f"val/{net}/{k}": v for k, v in s.items()})
                 final = dict(stats[self.method.primary])
-                if final["AP"] > self.best_ap:
-                    self.best_ap, improved = final["AP"], True
-            metrics["val/best_AP"] = self.best_ap
+                score = final[self.parts.selection_metric]  # AP; PCKh for MPII
+                if score > self.best_ap:
+                    self.best_ap, improved = score, True
+            metrics[f"val/best_{self.parts.selection_metric}"] = self.best_ap
             self._report(metrics, improved)
             if self.settings.stop_on_collapse and self.collapsed:
                 log.warning("epoch %d: the run collapsed; stopping it (stop_on_collapse)", self.epoch)
@@ -441,7 +442,7 @@ class WorkerRun:
     def _finish(self, final: dict[str, float]) -> None:
         """Rank 0: final metrics, last checkpoint, predictions, skeleton images (and a bottom-up run's tag
         correlation matrix, R > 1) and the model to MLflow."""
-        final = {**final, "best_AP": self.best_ap}
+        final = {**final, f"best_{self.parts.selection_metric}": self.best_ap}
         (self.run_dir / "final_metrics.json").write_text(json.dumps(final, indent=2))
         if self.logger is None:
             return

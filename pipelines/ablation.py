@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python pipelines/ablation.py` from a checkout (e.g. a Ray job's working dir)
@@ -33,6 +34,9 @@ from orchestrator.cli import mlflow_ui_hint  # noqa: E402
 from orchestrator.run_logger import UndeliveredRecords  # noqa: E402
 from orchestrator.tracking import resolve_tracking_uri  # noqa: E402
 from orchestrator.tracking_outage import TrackingUnavailable  # noqa: E402
+
+if TYPE_CHECKING:
+    from pose.synth import SynthConfig
 
 DEFAULT_SPEC = REPO / "pipelines" / "specs" / "synth-quick.yaml"
 log = logging.getLogger("ablation")
@@ -81,17 +85,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def ensure_synthpose(spec: AblationSpec, images: int) -> None:
-    """Generate the spec's SynthPose data root when it does not exist yet (the embedded default)."""
+    """Generate the spec's SynthPose data root when it does not exist yet (the embedded default), and its
+    unlabeled root (``semi.root``) from the spec's ``synth_unlabeled`` settings."""
+    semi = getattr(spec.base, "semi", None)
+    if spec.synth_unlabeled is not None and not semi.path(semi.unlabeled_ann, spec.base.data.root).exists():
+        _generate(spec.synth_unlabeled, Path(semi.root), "the spec's synth_unlabeled settings, ")
     root = Path(spec.base.data.root)
     if (root / spec.base.data.train_ann).exists():
         return
     if spec.synth is None and "synthpose" not in root.name:
         raise FileNotFoundError(f"{spec.source}: data.root {root} has no {spec.base.data.train_ann}")
-    from pose.synth import SynthConfig, generate_dataset
+    from pose.synth import SynthConfig
     from pose.synth.config import crowd_config, quick_config
 
     if spec.synth is not None:
-        profile, cfg, images = "the spec's synth settings, ", spec.synth, spec.synth.images
+        profile, cfg = "the spec's synth settings, ", spec.synth
     elif root.name.endswith("-quick"):
         profile, cfg = "quick profile, ", quick_config(images)
     elif root.name.endswith(("-crowd", "-crowd-cp")):
@@ -99,7 +107,13 @@ def ensure_synthpose(spec: AblationSpec, images: int) -> None:
         cfg = crowd_config(images, seed=0, format="crowdpose" if root.name.endswith("-cp") else "coco")
     else:
         profile, cfg = "", SynthConfig(images=images, seed=0)
-    print(f"generating SynthPose ({profile}{images} train images) in {root} ...", flush=True)
+    _generate(cfg, root, profile)
+
+
+def _generate(cfg: SynthConfig, root: Path, profile: str) -> None:
+    from pose.synth import generate_dataset
+
+    print(f"generating SynthPose ({profile}{cfg.format}, {cfg.images} train images) in {root} ...", flush=True)
     t0 = time.perf_counter()
     generate_dataset(cfg, root)
     print(f"generated in {time.perf_counter() - t0:.0f} s", flush=True)

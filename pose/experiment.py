@@ -40,6 +40,13 @@ class DataConfig(DatasetFiles):
     instances (JSON order; the paper's protocol); with "nested", N instances of a permutation fixed by
     ``budget_seed``, so budgets N1 < N2 < N3 of one seed are nested subsets.
 
+    ``dataset`` picks the metainfo and the reader: "coco", "crowdpose" (COCO-format files), "mpii" (MPII's
+    ``annot/*.json``, :mod:`pose.data.mpii`; validation is scored by PCKh against ``val_head_boxes``, the
+    ``annot/gt_valid.mat`` file, and selects checkpoints on ``PCKh``), "aic" (AI Challenger, native or
+    COCO-converted), or a metainfo ``.json`` (COCO-format files). ``val_head_boxes`` is MPII's only.
+    MPII records carry their own crop window (SimpleBaseline's x1.25 of ``scale``): ``box_padding`` does
+    not apply to them (only its default is accepted with "mpii"; it still pads ``semi.unlabeled=aic`` boxes).
+
     ``shards`` (relative to the working directory, like ``root``): a directory of Parquet shards
     (``poselab shards``) with ``train/``, ``val/`` (and ``unlabeled/`` for detector-box unlabeled
     data) made from this dataset; when set, Ray Train workers stream decoded crops from them through
@@ -57,6 +64,7 @@ class DataConfig(DatasetFiles):
     val_ann: str = "annotations/person_keypoints_val.json"
     val_images: str = "images/val"
     val_boxes: str = "gt"
+    val_head_boxes: str = ""
     det_score_threshold: float = 0.0
     num_labeled: int = 0
     budget_mode: Literal["first", "nested"] = "first"
@@ -73,6 +81,22 @@ class DataConfig(DatasetFiles):
             raise ValueError(f"data.num_labeled must be >= 0, got {self.num_labeled}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.dataset == "mpii":
+            if not self.val_head_boxes:
+                raise ValueError("data.dataset=mpii is scored by PCKh: set data.val_head_boxes to the head-box file "
+                                 "(annot/gt_valid.mat)")
+            if self.val_boxes != "gt":
+                raise ValueError(f"data.val_boxes={self.val_boxes}: MPII is evaluated on its annotated people "
+                                 "(data.val_boxes=gt)")
+            if self.box_padding != 1.25:
+                raise ValueError(f"data.box_padding={self.box_padding}: MPII records carry their own crop window "
+                                 "(SimpleBaseline's 1.25 x scale x 200 px); box_padding does not apply to them")
+        elif self.val_head_boxes:
+            raise ValueError(f"data.val_head_boxes={self.val_head_boxes} is MPII's head-box file, but "
+                             f"data.dataset={self.dataset}")
+        if self.shards and self.dataset in ("mpii", "aic"):
+            raise ValueError(f"data.shards: Parquet shards are written from COCO-format files; "
+                             f"data.dataset={self.dataset} trains from its own files (leave data.shards empty)")
 
 
 @dataclass(frozen=True)
@@ -82,11 +106,17 @@ class SemiConfig:
     ``unlabeled`` "train_gt": every training instance with its ground-truth box (all of
     ``data.train_ann``, not only the label budget; labels never used). "detections": the images of
     ``unlabeled_image_info`` with the person boxes of ``unlabeled_detections`` scoring at least
-    ``det_score_threshold`` (the "wild" full-label setting). Paths are relative to ``data.root``.
-    ``num_unlabeled`` > 0 keeps the first N unlabeled instances (for small-scale runs).
+    ``det_score_threshold`` (the "wild" full-label setting). "aic": every human box of the AI Challenger
+    file ``unlabeled_ann`` (native or COCO-converted) with the images of ``unlabeled_images``, the
+    MPII + AIC setting; the AIC joints are carried into ``data.dataset``'s layout by name
+    (:func:`pose.metainfo.joint_correspondence`, for MPII :data:`pose.metainfo.AIC_TO_MPII`; only the
+    teacher diagnostics read them). Paths are relative to ``root``, or to ``data.root`` when ``root`` is
+    empty. ``num_unlabeled`` > 0 keeps the first N unlabeled instances (for small-scale runs).
     """
 
-    unlabeled: Literal["train_gt", "detections"] = "train_gt"
+    unlabeled: Literal["train_gt", "detections", "aic"] = "train_gt"
+    root: str = ""
+    unlabeled_ann: str = ""
     unlabeled_image_info: str = "annotations/image_info_unlabeled.json"
     unlabeled_detections: str = "person_detection_results/unlabeled_detections.json"
     unlabeled_images: str = "images/unlabeled"
@@ -96,6 +126,15 @@ class SemiConfig:
     def __post_init__(self) -> None:
         if self.num_unlabeled < 0:
             raise ValueError(f"semi.num_unlabeled must be >= 0, got {self.num_unlabeled}")
+        if (self.unlabeled == "aic") != bool(self.unlabeled_ann):
+            raise ValueError("semi.unlabeled_ann is the AI Challenger annotation file of semi.unlabeled=aic: set both "
+                             f"or neither (got semi.unlabeled={self.unlabeled}, "
+                             f"semi.unlabeled_ann={self.unlabeled_ann!r})")
+
+    def path(self, rel: str, data_root: str) -> Path:
+        """``rel`` under ``root`` (``data_root`` when ``root`` is empty) unless it is absolute."""
+        p = Path(rel)
+        return p if p.is_absolute() else Path(self.root or data_root) / p
 
 
 @dataclass(frozen=True)
@@ -222,6 +261,12 @@ class ExperimentConfig:
     def diagnosis(self) -> str:
         """Non-empty for a diagnosis-only run (``method.diagnosis``; tagged and marked in tables)."""
         return self.method.diagnosis
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation statistic that selects ``best.pth`` (logged as ``best_<metric>``): PCKh for MPII,
+        else AP."""
+        return "PCKh" if self.data.dataset == "mpii" else "AP"
 
     @property
     def run_dir(self) -> Path:

@@ -9,10 +9,16 @@ The semi-supervised grid (Xie et al., ICCV 2021; ``shared/specs/semi_pose_spec.m
 semi table), ``coco-full-{supervised,posedual-jc}-{r50-256x192,hrnet-w48-384x288}`` (the full-label
 table, WILD unlabeled set with detector boxes), and the same grid at CPU scale on SynthPose:
 ``synth{100,250,500}-...-r18-128x96`` and ``synthfull-{supervised,posedual-jc}-r18-128x96``.
+
+The MPII + AI Challenger setting (labeled MPII, unlabeled AIC human boxes, PCKh on MPII):
+``mpii-aic-posedual-jc-{r18,hrnet-w32}-256x256`` (the repository's ``mix_mpii_ai`` config and the paper's
+HRNet-W32 row), ``mpii-supervised-{r152,hrnet-w32}-256x256`` (the cited supervised rows), and at CPU scale
+on SynthPose's MPII and AIC layouts ``synthmpii-{supervised,aic-posedual-jc}-r18-128x128``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from pose.bottomup.config import BottomUpExperimentConfig
@@ -221,6 +227,85 @@ def _synth_grid() -> list[Preset]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- MPII + AIC
+_MPII_DATA = dict(dataset="mpii", train_ann="annot/train.json", train_images="images", val_ann="annot/valid.json",
+                  val_images="images", val_head_boxes="annot/gt_valid.mat")
+_AIC_UNLABELED = SemiConfig(unlabeled="aic", root="data/aic", unlabeled_ann="train/keypoint_train_annotation.json",
+                            unlabeled_images="train/images")
+_MIX_CONFIG = "experiments/mix_mpii_ai/res18/256x256_PoseDual_JointCut5.yaml"
+_HRNET_W32_ROW = ("PCKh@0.5 on MPII test: Head 98.7, Sho 97.3, Elb 93.7, Wri 90.2, Hip 92.0, Knee 90.3, Ank 86.5, "
+                  "Mean 93.0 (supervised rows of the same comparison: SimpleBaseline 91.5, HRNet 92.3)")
+
+
+def _mpii(name: str, description: str, row: str, model: ModelConfig, kind: str, epochs: int,
+          steps: tuple[int, ...], flip_test: bool = False) -> Preset:
+    """An MPII preset at 256x256 (heatmap 64x64, sigma 2, batch 32; no flip test as the shipped config,
+    unless ``flip_test``); PoseDual rows take AIC's train human boxes as the unlabeled set and cut 5
+    joints."""
+    semi = kind != "supervised"
+    return Preset(name, description, ExperimentConfig(
+        name=name,
+        data=DataConfig(root="data/mpii", num_workers=8, **_MPII_DATA),
+        codec=HeatmapCodec(input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0),
+        model=model,
+        train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3, lr_steps=steps),
+        test=TestConfig(batch_size=32, flip_test=flip_test),
+        method=_method(kind, HardViewConfig(cutout_joints=5) if semi else HardViewConfig()),
+        semi=_AIC_UNLABELED,
+    ), paper_row=row)
+
+
+def _mpii_aic_rows() -> list[Preset]:
+    """The MPII + AIC setting: labeled MPII train, unlabeled AIC train (every human box; AIC's joints
+    carried into MPII's 16 channels by name, deviation M5), PCKh on MPII valid."""
+    r18 = ModelConfig(arch="simple_baseline", depth=18)
+    w32 = ModelConfig(arch="hrnet", width=32)
+    return [
+        _mpii("mpii-aic-posedual-jc-r18-256x256",
+              "PoseDual + Joint Cutout (5), MPII train labeled, AIC train unlabeled (human boxes); 100 epochs (50, 70)",
+              f"MPII + AIC, ResNet-18 256x256: PoseDual + Joint Cutout 5; config {_MIX_CONFIG} (no published "
+              "number for this row)", r18, "posedual", 100, (50, 70)),
+        _mpii("mpii-aic-posedual-jc-hrnet-w32-256x256",
+              "PoseDual + Joint Cutout (5) with HRNet-W32, MPII train labeled, AIC train unlabeled; "
+              "100 epochs (50, 70)",
+              f"MPII + AIC, HRNet-W32 256x256, PoseDual: {_HRNET_W32_ROW}; schedule NOT IN REPO: the shipped "
+              f"ResNet-18 config's ({_MIX_CONFIG}), Joint Cutout as there", w32, "posedual", 100, (50, 70)),
+        _mpii("mpii-supervised-r152-256x256",
+              "Supervised SimpleBaseline ResNet-152, MPII train; 140 epochs (90, 120)",
+              "MPII + AIC comparison, supervised row: SimpleBaseline (ResNet-152 256x256), PCKh@0.5 Mean 91.5 on "
+              "MPII test (cited from SimpleBaseline; its MPII config: 140 epochs (90, 120), flip test)",
+              ModelConfig(arch="simple_baseline", depth=152), "supervised", 140, (90, 120), flip_test=True),
+        _mpii("mpii-supervised-hrnet-w32-256x256",
+              "Supervised HRNet-W32, MPII train; 210 epochs (170, 200)",
+              "MPII + AIC comparison, supervised row: HRNet-W32 256x256, PCKh@0.5 Mean 92.3 on MPII test (cited "
+              "from HRNet; its MPII config: 210 epochs (170, 200), flip test)", w32, "supervised", 210, (170, 200),
+              flip_test=True),
+    ]
+
+
+def _synth_mpii_rows() -> list[Preset]:
+    """The MPII + AIC setting at CPU scale on SynthPose (``poselab synth --format mpii|aic``, quick
+    profile): ResNet-18 with 128-channel deconvolutions at 128x128, 8 epochs."""
+    rows = []
+    for kind, suffix, label in (("supervised", "supervised", "Supervised, SynthPose MPII train labeled"),
+                                ("posedual", "aic-posedual-jc", "PoseDual + Joint Cutout (5), SynthPose MPII train "
+                                                               "labeled, SynthPose AIC train unlabeled")):
+        name = f"synthmpii-{suffix}-r18-128x128"
+        semi = kind != "supervised"
+        rows.append(Preset(name, f"{label}; 8 epochs (6,)", ExperimentConfig(
+            name=name,
+            data=DataConfig(root="data/synthpose-mpii", num_workers=2, **_MPII_DATA),
+            codec=HeatmapCodec(input_size=(128, 128), heatmap_size=(32, 32), sigma=2.0),
+            model=_SYNTH_MODEL,
+            train=TrainConfig(epochs=8, batch_size=32, lr=1e-3, lr_steps=(6,), log_interval=10),
+            test=TestConfig(batch_size=64, flip_test=False),
+            method=_method(kind, HardViewConfig(cutout_joints=5) if semi else HardViewConfig()),
+            semi=dataclasses.replace(_AIC_UNLABELED, root="data/synthpose-aic"),
+        ), paper_row=f"MPII + AIC: {'supervised' if not semi else 'PoseDual + Joint Cutout'} (ResNet-18 config "
+                     f"{_MIX_CONFIG}), at CPU scale on SynthPose's MPII and AIC layouts"))
+    return rows
+
+
 def _bottomup_presets() -> list[Preset]:
     from pose.bottomup.presets import BOTTOMUP_ROWS
 
@@ -241,6 +326,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     *_coco_semi_grid(),
     *_coco_full_rows(),
     *_synth_grid(),
+    *_mpii_aic_rows(),
+    *_synth_mpii_rows(),
     *_bottomup_presets(),
 )}
 

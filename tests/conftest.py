@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pose.synth.config import crowd_config
+from pose.synth.config import crowd_config, profile_config
 from pose.synth.generate import generate_dataset
 
 COCO_MINI = Path(__file__).resolve().parent / "fixtures" / "coco-mini"
@@ -81,3 +81,16 @@ def crowd_bottomup_shards(crowd_dataset, tmp_path_factory) -> Callable[[str, boo
         return made[fmt, sparse]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def synth_mpii_aic(tmp_path_factory) -> tuple[Path, Path]:
+    """(MPII root, AIC root): tiny quick-profile SynthPose datasets of the MPII + AIC setting, the MPII layout
+    (8 train / 3 val images, seed 5) and the AIC layout of other images (6 train / 2 val, seed 6)."""
+    roots = []
+    for fmt, images, val, seed in (("mpii", 8, 3, 5), ("aic", 6, 2, 6)):
+        root = tmp_path_factory.mktemp(f"synth-{fmt}")
+        cfg = dataclasses.replace(profile_config("quick", images, seed, fmt), val_images=val, workers=1)
+        generate_dataset(cfg, root, progress=False)
+        roots.append(root)
+    return roots[0], roots[1]

@@ -127,3 +127,8 @@ class BottomUpExperimentConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation statistic that selects ``best.pth`` (logged as ``best_AP``)."""
+        return "AP"

@@ -34,6 +34,7 @@ class BottomUpParts:
 
     def __init__(self, cfg: BottomUpExperimentConfig) -> None:
         self.cfg = cfg
+        self.selection_metric = cfg.selection_metric
         self.meta = cfg.data.metainfo()
         self.train_set = build_train_dataset(cfg, self.meta)
         self.train_stream = self.train_set

@@ -64,6 +64,36 @@ def mpii_center_scale(center: np.ndarray | list[float], scale: float,
     return c.astype(np.float32), np.array([width, width / aspect_ratio], dtype=np.float32)
 
 
+def mpii_record(image: str, bbox: np.ndarray | list[float], keypoints: np.ndarray, visible: np.ndarray) -> dict:
+    """The ``annot/*.json`` record of a person box, the inverse of :func:`mpii_center_scale`'s conventions.
+
+    Args:
+        image: the image's name under the image folder.
+        bbox: (4,) the person box x, y, w, h, 0-based.
+        keypoints: (16, 2) 0-based joints; visible: (16,) > 0 where a joint is labeled.
+
+    Returns:
+        ``{image, center, scale, joints, joints_vis}``: ``scale`` = the box's longer side / 200 (4 decimals),
+        ``center`` 1-based and moved *up* by 15 x scale, so that the reader's adjustment puts the crop centre
+        back at the box centre and its window (1.25 x 200 x scale) holds the whole box with a 12.5 % margin;
+        labeled joints 1-based (2 decimals), unlabeled ones ``[-1, -1]`` with ``joints_vis`` 0 (as the
+        SimpleBaseline files write them).
+    """
+    x, y, w, h = (float(v) for v in bbox)
+    scale = round(max(w, h) / PIXEL_STD, 4)
+    if scale <= 0:
+        raise ValueError(f"image {image}: box {list(bbox)} has zero area")
+    lab = np.asarray(visible) > 0
+    joints = np.where(lab[:, None], np.round(np.asarray(keypoints, np.float64) + 1.0, 2), -1.0)
+    return {
+        "image": image,
+        "center": [round(x + w / 2 + 1.0, 2), round(y + h / 2 - 15.0 * scale + 1.0, 2)],
+        "scale": scale,
+        "joints": joints.tolist(),
+        "joints_vis": lab.astype(int).tolist(),
+    }
+
+
 def _record_arrays(rec: object, where: str) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """(center (2,), scale, joints (16, 2), joints_vis (16,)) of one record, checked."""
     if not isinstance(rec, dict):
@@ -170,6 +200,31 @@ class MPIIGroundTruth:
     def head_sizes(self) -> np.ndarray:
         """(N,) head-box diagonals in pixels (PCKh's reference length is 0.6 x this)."""
         return np.linalg.norm(self.head_boxes[:, 2:] - self.head_boxes[:, :2], axis=1)
+
+
+def save_mpii_gt(path: str | Path, records: list[dict], head_boxes: np.ndarray) -> None:
+    """Write ``gt_valid.mat`` (scipy) for ``records`` (``annot/valid.json``'s, in order), what
+    :func:`load_mpii_gt` reads back.
+
+    Args:
+        records: MPII records (their ``joints`` are 1-based, ``joints_vis`` > 0 where annotated).
+        head_boxes: (N, 4) head boxes x1, y1, x2, y2, 0-based (written 1-based).
+    """
+    from scipy.io import savemat
+
+    n = len(records)
+    boxes = np.asarray(head_boxes, dtype=np.float64).reshape(n, 4) + 1.0
+    joints = np.array([r["joints"] for r in records], dtype=np.float64).reshape(n, NUM_JOINTS, 2)
+    vis = np.array([r["joints_vis"] for r in records], dtype=np.float64).reshape(n, NUM_JOINTS)
+    names = np.empty((1, NUM_JOINTS), dtype=object)
+    for j, name in enumerate(MAT_JOINT_NAMES):
+        names[0, j] = np.array([name])
+    savemat(str(path), {
+        "dataset_joints": names,
+        "jnt_missing": (vis <= 0).astype(np.float64).T,  # (16, N)
+        "pos_gt_src": joints.transpose(1, 2, 0),  # (16, 2, N)
+        "headboxes_src": boxes.reshape(n, 2, 2).transpose(1, 2, 0),  # (2, 2, N): corner, x/y, person
+    })
 
 
 def _mat_joint_names(value: np.ndarray) -> list[str]:

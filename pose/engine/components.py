@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import typing
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from pose.data.aic import load_aic_instances
 from pose.data.coco import PersonInstance, load_detection_instances, load_gt_instances
+from pose.data.mpii import load_mpii_instances
 from pose.data.semi import MixedDataset, select_budget, unlabeled_gt_keys
 from pose.data.topdown import TopDownDataset
 from pose.experiment import ExperimentConfig, MethodConfig, SemiConfig
-from pose.metainfo import DatasetMeta
+from pose.metainfo import AIC, DatasetMeta, joint_correspondence, remap_keypoints
 from pose.methods import HardView, Method, PoseCons, PoseDual, Supervised
 from pose.models.build import build_topdown_model
 from pose.names import with_suggestion
@@ -28,12 +32,23 @@ def aspect_ratio(cfg: ExperimentConfig) -> float:
     return w / h
 
 
+def load_annotated_instances(cfg: ExperimentConfig, meta: DatasetMeta, ann_file: Path, images: Path
+                             ) -> list[PersonInstance]:
+    """The annotated people of a split, read by the dataset's reader: MPII's ``annot/*.json``
+    (:func:`pose.data.mpii.load_mpii_instances`, its own window: no ``data.box_padding``), AI Challenger
+    native or converted (:func:`pose.data.aic.load_aic_instances`), else a COCO-format file."""
+    if meta.name == "mpii":
+        return load_mpii_instances(ann_file, images, aspect_ratio(cfg))
+    if meta.name == "aic":
+        return load_aic_instances(ann_file, images, aspect_ratio(cfg), cfg.data.box_padding)
+    return load_gt_instances(ann_file, images, meta, aspect_ratio(cfg), cfg.data.box_padding)
+
+
 def load_train_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
     """Labeled training instances; ``data.num_labeled`` > 0 is the label budget (``data.budget_mode``:
-    the first N in JSON order, or a seeded nested subset)."""
+    the first N in file order, or a seeded nested subset)."""
     d = cfg.data
-    instances = load_gt_instances(d.path(d.train_ann), d.path(d.train_images), meta, aspect_ratio(cfg),
-                                  d.box_padding)
+    instances = load_annotated_instances(cfg, meta, d.path(d.train_ann), d.path(d.train_images))
     if d.num_labeled > len(instances):
         raise ValueError(
             f"data.num_labeled={d.num_labeled} is larger than the {len(instances)} labeled instances "
@@ -47,16 +62,37 @@ def _literal_values(cls: type, name: str) -> tuple[str, ...]:
     return typing.get_args(typing.get_type_hints(cls)[name])
 
 
+def load_aic_unlabeled(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
+    """``semi.unlabeled=aic``: every AI Challenger human box of ``semi.unlabeled_ann`` (people without a
+    labeled joint included, as the original's unlabeled set), its keypoints carried into ``meta``'s layout
+    by joint name (AIC -> MPII: :data:`pose.metainfo.AIC_TO_MPII`; joints AIC lacks get visibility 0)."""
+    d, s = cfg.data, cfg.semi
+    pairs = joint_correspondence(AIC, meta)
+    if not pairs:
+        raise ValueError(f"semi.unlabeled=aic: AI Challenger's joints share no name with data.dataset="
+                         f"{d.dataset} ({', '.join(meta.keypoint_names)})")
+    people = load_aic_instances(s.path(s.unlabeled_ann, d.root), s.path(s.unlabeled_images, d.root),
+                                aspect_ratio(cfg), d.box_padding, labeled_only=False)
+    out = []
+    for p in people:
+        keypoints, visible = remap_keypoints(p.keypoints, p.visible, pairs, meta.num_keypoints)
+        out.append(dataclasses.replace(p, keypoints=keypoints, visible=visible))
+    return out
+
+
 def load_unlabeled_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
-    """Unlabeled instances (``semi.unlabeled``): every training GT box, or detector boxes on another set."""
+    """Unlabeled instances (``semi.unlabeled``): every training GT box, detector boxes on another set, or
+    AI Challenger's human boxes (:func:`load_aic_unlabeled`)."""
     d, s = cfg.data, cfg.semi
     if s.unlabeled == "train_gt":
-        instances = load_gt_instances(d.path(d.train_ann), d.path(d.train_images), meta, aspect_ratio(cfg),
-                                      d.box_padding)
+        instances = load_annotated_instances(cfg, meta, d.path(d.train_ann), d.path(d.train_images))
     elif s.unlabeled == "detections":
-        instances = load_detection_instances(d.path(s.unlabeled_detections), d.path(s.unlabeled_image_info),
-                                             d.path(s.unlabeled_images), meta, aspect_ratio(cfg),
+        instances = load_detection_instances(s.path(s.unlabeled_detections, d.root),
+                                             s.path(s.unlabeled_image_info, d.root),
+                                             s.path(s.unlabeled_images, d.root), meta, aspect_ratio(cfg),
                                              s.det_score_threshold, d.box_padding)
+    elif s.unlabeled == "aic":
+        instances = load_aic_unlabeled(cfg, meta)
     else:  # SemiConfig's Literal is checked by the config loader; this guards direct construction
         raise ValueError(with_suggestion(f"semi.unlabeled: unknown source {s.unlabeled!r}", str(s.unlabeled),
                                          _literal_values(SemiConfig, "unlabeled")))
@@ -68,10 +104,10 @@ def load_unlabeled_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[P
 
 
 def load_val_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
-    """Validation instances from GT boxes or from a detection results file."""
+    """Validation instances from GT boxes (the dataset's reader) or from a detection results file."""
     d = cfg.data
     if d.val_boxes == "gt":
-        return load_gt_instances(d.path(d.val_ann), d.path(d.val_images), meta, aspect_ratio(cfg), d.box_padding)
+        return load_annotated_instances(cfg, meta, d.path(d.val_ann), d.path(d.val_images))
     return load_detection_instances(d.path(d.val_boxes), d.path(d.val_ann), d.path(d.val_images), meta,
                                     aspect_ratio(cfg), d.det_score_threshold, d.box_padding)
 
@@ -84,10 +120,10 @@ def build_datasets(cfg: ExperimentConfig, meta: DatasetMeta) -> tuple[TopDownDat
 
 def unlabeled_ground_truth(cfg: ExperimentConfig) -> tuple[str, ...]:
     """The ground-truth keys unlabeled batches carry, as ``gt_<key>``
-    (:func:`pose.data.semi.unlabeled_gt_keys`): keypoints and visibility when ``semi.unlabeled=train_gt``
-    (teacher diagnostics), also heatmaps and weights for ``method.teacher=oracle``; none for detector
-    boxes."""
-    return unlabeled_gt_keys(cfg.semi.unlabeled == "train_gt", cfg.method.teacher == "oracle")
+    (:func:`pose.data.semi.unlabeled_gt_keys`): keypoints and visibility when ``semi.unlabeled`` is
+    ``train_gt`` or ``aic`` (teacher diagnostics; AIC's joints in the labeled layout), also heatmaps and
+    weights for ``method.teacher=oracle``; none for detector boxes."""
+    return unlabeled_gt_keys(cfg.semi.unlabeled in ("train_gt", "aic"), cfg.method.teacher == "oracle")
 
 
 def build_train_stream(cfg: ExperimentConfig, meta: DatasetMeta, labeled: TopDownDataset

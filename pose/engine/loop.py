@@ -147,7 +147,7 @@ class TopDownEvaluator:
         meta: dataset metainfo (flip indices, OKS sigmas).
         codec: the heatmap codec that decodes predictions.
         test: flip test, rescoring and OKS-NMS settings.
-        gt_file: the COCO-format ground truth of the validation images.
+        gt_file: the COCO-format ground truth of the validation images (AI Challenger: native or converted).
     """
 
     def __init__(self, meta: DatasetMeta, codec: HeatmapCodec, test: TestConfig, gt_file: str | Path) -> None:
@@ -160,7 +160,7 @@ class TopDownEvaluator:
     @property
     def gt(self):
         if self._gt is None:
-            self._gt = load_gt(self.gt_file)
+            self._gt = load_gt(self.gt_file, self.meta)
         return self._gt
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from pose.engine.components import build_datasets, build_method, build_optimizer, build_scheduler, build_train_stream
 from pose.engine.loop import TopDownEvaluator, to_device
+from pose.engine.pckh_eval import PCKhEvaluator
 from pose.engine.predict import InstancePredictions
 from pose.experiment import ExperimentConfig
 from pose.methods import CollapseMonitor, Method
@@ -32,6 +33,9 @@ class TaskParts(Protocol):
         collapse: the collapse monitor of semi-supervised methods, else None.
         scheduler_per_step: the LR schedule is stepped every iteration (else once per epoch).
         val_batch_size: batch size of the validation loader (None: one item per step, un-collated).
+        selection_metric: the validation statistic of the primary network that selects ``best.pth``
+            (the config's ``selection_metric``: ``AP``; ``PCKh`` for MPII). The loops log its best value as
+            ``best_<metric>``.
     """
 
     method: Method
@@ -40,6 +44,7 @@ class TaskParts(Protocol):
     collapse: CollapseMonitor | None
     scheduler_per_step: bool
     val_batch_size: int | None
+    selection_metric: str
 
     def build_optimizer(self) -> torch.optim.Optimizer: ...
 
@@ -70,7 +75,14 @@ class TopDownParts:
         self.train_stream = build_train_stream(cfg, self.meta, self.train_set)
         self.collapse = CollapseMonitor(cfg.method.collapse) if cfg.method.semi_supervised else None
         self.method = build_method(cfg, self.meta, load_init=load_init)
-        self.evaluator = TopDownEvaluator(self.meta, cfg.codec, cfg.test, cfg.data.path(cfg.data.val_ann))
+        d = cfg.data
+        self.evaluator: TopDownEvaluator
+        if d.dataset == "mpii":  # PCKh against the head boxes (DataConfig requires val_head_boxes)
+            self.evaluator = PCKhEvaluator(self.meta, cfg.codec, cfg.test, d.path(d.val_head_boxes),
+                                           self.val_set.instances, d.path(d.val_ann))
+        else:
+            self.evaluator = TopDownEvaluator(self.meta, cfg.codec, cfg.test, d.path(d.val_ann))
+        self.selection_metric = cfg.selection_metric
         self.val_batch_size = cfg.test.batch_size
 
     def build_optimizer(self) -> torch.optim.Optimizer:

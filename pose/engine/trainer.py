@@ -121,7 +121,8 @@ class Trainer:
         return self.parts.score(preds, self.run_dir if write_results else None)
 
     def fit(self) -> dict[str, float]:
-        """Train to ``train.epochs``; returns the final metrics (AP etc. of the primary network)."""
+        """Train to ``train.epochs``; returns the final metrics (AP etc. of the primary network; PCKh for
+        MPII) and ``best_<selection metric>``, the best value that selected ``best.pth``."""
         last = self.run_dir / "last.pth"
         if self.resume and last.exists():
             self.load_state_dict(torch.load(last, map_location=self.device, weights_only=False))
@@ -153,15 +154,15 @@ class Trainer:
                 stats = self.evaluate()
                 for net, s in stats.items():
                     metrics.update({f"val/{net}/{k}": v for k, v in s.items()})
-                ap = stats[self.method.primary]["AP"]
+                score = stats[self.method.primary][self.parts.selection_metric]
                 final = dict(stats[self.method.primary])
-                if ap > self.best_ap:
-                    self.best_ap = ap
+                if score > self.best_ap:
+                    self.best_ap = score
                     self.save("best.pth")
             if self.epoch % tc.checkpoint_interval == 0 or self.epoch == tc.epochs:
                 self.save("last.pth")
             self.log_metrics(metrics, self.step)
         if not final:  # resumed a finished run: report its evaluation instead of nothing
             final = dict(self.evaluate()[self.method.primary])
-        final["best_AP"] = self.best_ap
+        final[f"best_{self.parts.selection_metric}"] = self.best_ap
         return final

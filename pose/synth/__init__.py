@@ -1,4 +1,5 @@
-"""SynthPose: a procedurally generated multi-person 2D pose dataset in COCO and CrowdPose formats.
+"""SynthPose: a procedurally generated multi-person 2D pose dataset in COCO and CrowdPose formats, and in
+MPII's and AI Challenger's own layouts.
 
 Public API:
 
@@ -10,8 +11,9 @@ Public API:
 Modules: ``config`` (options), ``skeleton3d`` (body model, poses, camera), ``raster`` (z-buffer),
 ``materials`` (clothing, skin, face), ``background`` (backgrounds, distractors, occluders), ``scene``
 (layout, crowd density), ``render`` (scene rendering, camera effects), ``visibility`` (keypoint
-visibility), ``annotate`` (COCO records, crowdIndex), ``detections`` (simulated detector),
-``generate`` (driver), ``progress`` (text progress bar), ``cli``. See docs/synthpose.md.
+visibility), ``annotate`` (COCO records, crowdIndex), ``detections`` (simulated detector), ``layouts``
+(the MPII and AIC files), ``generate`` (driver), ``progress`` (text progress bar), ``cli``. See
+docs/synthpose.md.
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ from pose.metainfo import DatasetMeta
 from pose.synth.config import SynthConfig
 from pose.synth.raster import CROWD_ID
 from pose.synth.render import SceneRender
-from pose.synth.skeleton3d import JOINT_INDEX
+from pose.synth.skeleton3d import JOINT_INDEX, NUM_BODY_JOINTS
 from pose.synth.visibility import visible_mask
 
 MIN_VISIBLE_PIXELS = 12  # people with fewer visible pixels are not annotated at all
-_ALIASES = {"head_top": "top_head", "thorax": "neck", "upper_neck": "neck"}
+_ALIASES = {"head_top": "top_head"}  # MPII's and AIC's name of CrowdPose's top_head
 
 
 def keypoint_joint_index(meta: DatasetMeta) -> np.ndarray:
@@ -60,8 +60,9 @@ def mask_polygons(mask: np.ndarray, x0: int, y0: int) -> list[list[float]]:
 def person_annotation(render: SceneRender, index: int, kp_index: np.ndarray, cfg: SynthConfig,
                       with_segmentation: bool) -> dict | None:
     """The annotation (without ``id`` / ``image_id``) of annotated person ``index``, or None when it is
-    (almost) invisible. Adds the private key ``_quality`` (fraction of its in-image joints visible) for
-    the detection simulator; callers drop keys starting with ``_`` before writing."""
+    (almost) invisible. Adds the private keys ``_quality`` (fraction of its in-image body-model joints
+    visible) for the detection simulator and ``_head_box`` (x1, y1, x2, y2; MPII's head box) for the
+    MPII layout; callers drop keys starting with ``_`` before writing COCO files."""
     h_img, w_img = render.ids.shape
     mask, x0, y0 = visible_mask(render.ids, index, render.extents.get(index))
     n_px = int(mask.sum())
@@ -88,8 +89,8 @@ def person_annotation(render: SceneRender, index: int, kp_index: np.ndarray, cfg
         for (x, y), v in zip(uv, vis):
             keypoints += [r2(x), r2(y), int(v)] if v > 0 else [0, 0, 0]
         num = int(lab.sum())
-    inside_all = person.visibility > 0
-    quality = float((person.visibility == 2).sum() / max(1, inside_all.sum()))
+    body = person.visibility[:NUM_BODY_JOINTS]  # not the derived MPII points: COCO files stay as they were
+    quality = float((body == 2).sum() / max(1, (body > 0).sum()))
     ann: dict = {"category_id": 1}
     if with_segmentation:
         polys = mask_polygons(mask, x0, y0) or [[r2(bx0), r2(by0), r2(bx1), r2(by0), r2(bx1), r2(by1),
@@ -102,6 +103,7 @@ def person_annotation(render: SceneRender, index: int, kp_index: np.ndarray, cfg
         "keypoints": keypoints,
         "num_keypoints": num,
         "_quality": round(quality, 3),
+        "_head_box": [r2(v) for v in person.head_box],
     })
     return ann
 

@@ -21,8 +21,10 @@ _DESCRIPTION = (
     "Generate SynthPose, a procedurally generated multi-person 2D pose dataset (COCO or CrowdPose "
     "keypoints): DIR/images/{train,val,unlabeled}/*.jpg, DIR/annotations/person_keypoints_{train,val}.json, "
     "DIR/annotations/image_info_unlabeled.json, DIR/person_detection_results/{val,unlabeled}_detections.json "
-    "and DIR/synthpose.json. The same seed gives byte-identical annotations, whatever --workers. "
-    "See docs/synthpose.md."
+    "and DIR/synthpose.json; --format mpii writes MPII's layout instead (DIR/annot/{train,valid}.json, "
+    "DIR/annot/gt_valid.mat, DIR/images/), --format aic AI Challenger's (DIR/{train,validation}/"
+    "keypoint_*_annotation.json and images/). The same seed gives byte-identical annotations, whatever "
+    "--workers, and the same images in every format. See docs/synthpose.md."
 )
 
 
@@ -64,7 +66,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 def add_synth_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``synth`` on an argparse subparsers object; the handler is ``args.func(args) -> int``."""
     parser = subparsers.add_parser(
-        "synth", help="generate a SynthPose dataset (procedural multi-person poses, COCO/CrowdPose format)",
+        "synth", help="generate a SynthPose dataset (procedural multi-person poses; COCO, CrowdPose, MPII or AIC)",
         description=_DESCRIPTION)
     return configure_parser(parser)
 

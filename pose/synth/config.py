@@ -14,7 +14,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMATS: tuple[str, ...] = ("coco", "crowdpose")
+FORMATS: tuple[str, ...] = ("coco", "crowdpose", "mpii", "aic")
+OWN_LAYOUT_FORMATS: tuple[str, ...] = ("mpii", "aic")
+"""Formats in their dataset's own layout (:mod:`pose.synth.layouts`): train and val splits only, no
+unlabeled split, no detections, no crowd annotations."""
 MAX_IMAGES_PER_SPLIT = 9_999_999  # image ids are split base (0 / 1e7 / 2e7) + index + 1
 
 
@@ -27,11 +30,14 @@ class SynthConfig:
     """Configuration of one SynthPose dataset. The seed and these fields fully determine the output
     (``workers`` only changes the speed)."""
 
-    format: str = _f("coco", "annotation format: 'coco' (the COCO keypoints) or 'crowdpose' (the CrowdPose "
-                             "keypoints + per-image crowdIndex); the images are the same for both")
+    format: str = _f("coco", "annotation format: 'coco' (the COCO keypoints), 'crowdpose' (the CrowdPose "
+                             "keypoints + per-image crowdIndex), 'mpii' (MPII's 16 joints in the SimpleBaseline "
+                             "layout: annot/{train,valid}.json, annot/gt_valid.mat) or 'aic' (AI Challenger's 14 "
+                             "joints, its native layout); the images are the same for all")
     images: int = _f(1000, "number of labelled train images")
     val_images: int = _f(-1, "number of labelled val images (-1: max(images // 4, 4))")
-    unlabeled_images: int = _f(-1, "number of unlabeled images (-1: same as images)")
+    unlabeled_images: int = _f(-1, "number of unlabeled images (-1: same as images; 0 for the mpii and aic "
+                                   "formats, which have no unlabeled split)")
     seed: int = _f(0, "dataset seed (>= 0); the same seed gives byte-identical annotations")
     workers: int = _f(0, "worker processes (0: all CPU cores); never changes the output")
     long_side: tuple[int, int] = _f((320, 448), "range of the image's long side in pixels (min max)")
@@ -86,6 +92,10 @@ class SynthConfig:
             _at_least("val_images", self.val_images, 0)
         if self.unlabeled_images != -1:
             _at_least("unlabeled_images", self.unlabeled_images, 0)
+        if self.format in OWN_LAYOUT_FORMATS and self.unlabeled_images > 0:
+            raise ValueError(f"unlabeled_images must be 0 or -1 for format '{self.format}': its layout has no "
+                             "unlabeled split (the MPII + AIC setting's unlabeled set is the train split of an "
+                             "aic dataset)")
         for name in ("images", "val_images", "unlabeled_images"):
             if getattr(self, name) > MAX_IMAGES_PER_SPLIT:
                 raise ValueError(f"{name} must be <= {MAX_IMAGES_PER_SPLIT}, got {getattr(self, name)}")
@@ -126,7 +136,9 @@ class SynthConfig:
 
     @property
     def num_unlabeled(self) -> int:
-        """Resolved number of unlabeled images."""
+        """Resolved number of unlabeled images (none for the mpii and aic layouts)."""
+        if self.format in OWN_LAYOUT_FORMATS:
+            return 0
         return self.images if self.unlabeled_images == -1 else self.unlabeled_images
 
     @property
@@ -233,7 +245,8 @@ def profile_config(profile: str, images: int | None = None, seed: int = 0, forma
     if profile == "default":
         return SynthConfig(format=format, seed=seed, **sized)
     if profile == "quick":
-        return dataclasses.replace(quick_config(seed=seed, **sized), format=format)
+        own = {"unlabeled_images": 0} if format in OWN_LAYOUT_FORMATS else {}
+        return dataclasses.replace(quick_config(seed=seed, **sized), format=format, **own)
     if profile == "crowd":
         return crowd_config(seed=seed, format=format, **sized)
     raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")

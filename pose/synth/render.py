@@ -33,6 +33,8 @@ class RenderedPerson:
         visibility: (J,) 0 outside the image, 1 occluded, 2 visible.
         height_px: standing height in pixels.
         depth: the person's depth (m).
+        head_box: (4,) x1, y1, x2, y2: the box around the head ellipsoid's projection (MPII's head box,
+            :func:`head_box`).
     """
 
     uv: np.ndarray
@@ -41,6 +43,7 @@ class RenderedPerson:
     visibility: np.ndarray
     height_px: float
     depth: float
+    head_box: np.ndarray
 
 
 @dataclass
@@ -149,6 +152,19 @@ def finish_image(color: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) 
     return out
 
 
+def head_box(body: Body3D, cam: Camera) -> np.ndarray:
+    """(4,) x1, y1, x2, y2: the head ellipsoid's extent under weak perspective at its centre's depth.
+
+    An ellipsoid ``c + A u`` (|u| = 1) reaches ``||A[i]||`` (the norm of row i) from its centre along
+    camera axis i, so the box is the projected centre +- ``f / z x`` those row norms (x and y).
+    """
+    head = next(p for p in body.primitives if p.part == "head")
+    assert isinstance(head, Ellipsoid)
+    cx, cy = cam.project(head.center[None])[0]
+    half = cam.f / max(float(head.center[2]), 1e-3) * np.linalg.norm(head.axes[:2], axis=1)
+    return np.array([cx - half[0], cy - half[1], cx + half[0], cy + half[1]])
+
+
 def render_scene(spec: SceneSpec, rng: np.random.Generator, cfg: SynthConfig) -> SceneRender:
     """Render the scene; people are owners 0..n-1 in ``spec.people`` order."""
     cam = spec.camera
@@ -171,5 +187,5 @@ def render_scene(spec: SceneSpec, rng: np.random.Generator, cfg: SynthConfig) ->
         uv = cam.project(body.joints)
         z = body.joints[:, 2].copy()
         vis = joint_visibility(uv, z, body.tolerance, canvas.depth)
-        people.append(RenderedPerson(uv, z, body.tolerance, vis, p.height_px(cam), p.depth))
+        people.append(RenderedPerson(uv, z, body.tolerance, vis, p.height_px(cam), p.depth, head_box(body, cam)))
     return SceneRender(image, canvas.depth, canvas.ids, canvas.extents, people)

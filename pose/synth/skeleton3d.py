@@ -7,8 +7,9 @@ right.
 
 The body is a set of solid primitives (tapered capsules for limbs and neck, ellipsoids for head,
 torso, hands) that :mod:`pose.synth.raster` renders with a z-buffer. Internal joints are a superset of
-the COCO and CrowdPose keypoints, named like them (``top_head`` and ``neck`` for CrowdPose), so a
-dataset's keypoints are picked by name from :class:`~pose.metainfo.DatasetMeta`.
+the COCO, CrowdPose, MPII and AI Challenger keypoints, named like them (``top_head`` and ``neck`` for
+CrowdPose; ``pelvis`` (mid-hip), ``thorax`` (mid-shoulder) and ``upper_neck`` (the bottom of the head) for
+MPII), so a dataset's keypoints are picked by name from :class:`~pose.metainfo.DatasetMeta`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ JOINT_NAMES: tuple[str, ...] = (
     "pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
     "left_toe", "right_toe", "neck", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
     "left_wrist", "right_wrist", "left_hand", "right_hand", "head", "top_head", "nose",
-    "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_eye", "right_eye", "left_ear", "right_ear", "thorax", "upper_neck",
 )
+NUM_BODY_JOINTS = 25
+"""The body model's own joints come first; ``thorax`` and ``upper_neck`` (MPII's, derived from them:
+:func:`forward_kinematics`) follow, so the first 25 indices never move."""
 JOINT_INDEX: dict[str, int] = {n: i for i, n in enumerate(JOINT_NAMES)}
 
 # How far (metres, for a 1.70 m person) a joint's own surface may lie in front of the joint centre:
@@ -30,7 +34,7 @@ JOINT_INDEX: dict[str, int] = {n: i for i, n in enumerate(JOINT_NAMES)}
 _TOLERANCE_170: dict[str, float] = {
     "pelvis": 0.14, "hip": 0.12, "knee": 0.08, "ankle": 0.07, "toe": 0.05, "neck": 0.1,
     "shoulder": 0.09, "elbow": 0.07, "wrist": 0.06, "hand": 0.04, "head": 0.12, "top_head": 0.04,
-    "nose": 0.02, "eye": 0.025, "ear": 0.03,
+    "nose": 0.02, "eye": 0.025, "ear": 0.03, "thorax": 0.14, "upper_neck": 0.1,
 }
 
 
@@ -386,6 +390,9 @@ def forward_kinematics(shape: BodyShape, pose: Pose, long_hair: bool = False) ->
     head_axes = rh @ np.diag(ha)
     J[jx["head"]] = head_c
     J[jx["top_head"]] = head_c + head_axes @ np.array([0.0, 1.0, 0.0])
+    # MPII's upper neck: the bottom of the head ellipsoid, the head top mirrored through the head centre
+    # (the neck capsule reaches into the head above it, so the point sits on the neck as MPII marks it)
+    J[jx["upper_neck"]] = head_c - head_axes @ np.array([0.0, 1.0, 0.0])
     for name, sgn in (("left", 1.0), ("right", -1.0)):
         e = np.array([0.37 * sgn, 0.13, 0.92])
         J[jx[f"{name}_eye"]] = head_c + head_axes @ (e / np.linalg.norm(e))
@@ -455,6 +462,8 @@ def forward_kinematics(shape: BodyShape, pose: Pose, long_hair: bool = False) ->
         prims.append(Capsule(f"thigh_{s}", hip, knee_p, 0.046 * H * b, 0.031 * H * b))
         prims.append(Capsule(f"shin_{s}", knee_p, ankle, 0.03 * H * b, 0.019 * H * b))
         prims.append(Capsule(f"foot_{s}", heel, toe, 0.019 * H, 0.016 * H))
+    # MPII's thorax: the midpoint of the shoulder joints (the pelvis, the origin, is the mid-hip point)
+    J[jx["thorax"]] = 0.5 * (J[jx["left_shoulder"]] + J[jx["right_shoulder"]])
 
     tol = JOINT_TOLERANCE * H
     # ground contact: lowest of the feet (and knees / seat when kneeling or sitting on the ground)

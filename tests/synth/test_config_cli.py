@@ -25,11 +25,14 @@ def test_defaults_and_derived_counts():
     assert (r.val_images, r.unlabeled_images) == (25, 100)
     assert SynthConfig(long_side=[200, 300]).long_side == (200, 300)  # lists from JSON become tuples
     assert SynthConfig(blur=1).blur == 1.0 and isinstance(SynthConfig(blur=1).blur, float)
+    # MPII and AIC have their own layouts, without an unlabeled split
+    assert SynthConfig(images=8, format="aic").split_sizes() == {"train": 8, "val": 4, "unlabeled": 0}
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"images": -1}, "images must be >= 0"),
-    ({"format": "mpii"}, "format must be one of"),
+    ({"format": "lsp"}, "format must be one of"),
+    ({"format": "mpii", "unlabeled_images": 3}, "unlabeled_images must be 0 or -1 for format 'mpii'"),
     ({"long_side": (500, 300)}, "long_side"),
     ({"long_side": (300,)}, "long_side must be 2 values"),
     ({"group_fraction": 0.8, "crowd_fraction": 0.5}, "group_fraction \\+ crowd_fraction"),
@@ -68,9 +71,9 @@ def test_bad_values_give_one_clean_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "poselab synth: error: --images must be >= 0, got -3"
     with pytest.raises(SystemExit) as e:
-        _parser().parse_args(["synth", "--out", str(tmp_path), "--format", "mpii"])
+        _parser().parse_args(["synth", "--out", str(tmp_path), "--format", "lsp"])
     assert e.value.code == 2
-    assert "invalid choice: 'mpii'" in capsys.readouterr().err
+    assert "invalid choice: 'lsp'" in capsys.readouterr().err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "file.txt").write_text("x")
     assert main(["--out", str(tmp_path / "busy"), "--images", "1"]) == 2

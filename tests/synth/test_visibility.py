@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pose.metainfo import COCO, CROWDPOSE, DatasetMeta
+from pose.metainfo import AIC, COCO, CROWDPOSE, MPII, DatasetMeta
 from pose.synth import SynthConfig, generate_image
 from pose.synth.annotate import keypoint_joint_index, person_annotation
 from pose.synth.materials import sample_appearance
@@ -35,12 +35,37 @@ def _cam(w: int = 200, h: int = 260) -> Camera:
 
 
 def test_keypoint_names_map_to_the_body_model():
-    for meta in (COCO, CROWDPOSE):
+    for meta in (COCO, CROWDPOSE, MPII, AIC):
         idx = keypoint_joint_index(meta)
         assert len(idx) == meta.num_keypoints and len(set(idx.tolist())) == meta.num_keypoints
     odd = DatasetMeta("odd", ("nose", "tail"), (), (0.1, 0.1), (), (0, 1))
     with pytest.raises(ValueError, match="tail"):
         keypoint_joint_index(odd)
+
+
+def test_mpii_joints_are_derived_from_the_body():
+    """Pelvis = mid-hip, thorax = mid-shoulder (3D midpoints, so within a pixel of the 2D ones), upper neck
+    between the neck's base and the head top, the head box around the head (MPII's head segment)."""
+    cam = _cam()
+    front = _render([_person(cam, 0.0, cam.cx, 230)], cam).people[0]
+    uv, vis = front.uv, front.visibility
+
+    def mid(a, b):
+        return (uv[J[a]] + uv[J[b]]) / 2
+
+    assert np.linalg.norm(uv[J["pelvis"]] - mid("left_hip", "right_hip")) < 1.0
+    assert np.linalg.norm(uv[J["thorax"]] - mid("left_shoulder", "right_shoulder")) < 1.0
+    assert uv[J["neck"], 1] > uv[J["upper_neck"], 1] > uv[J["head"], 1] > uv[J["top_head"], 1]  # y grows down
+    x1, y1, x2, y2 = front.head_box
+    for name in ("upper_neck", "top_head", "nose", "left_ear", "right_ear"):
+        x, y = uv[J[name]]
+        assert x1 - 1 <= x <= x2 + 1 and y1 - 1 <= y <= y2 + 1, name
+    # the head segment (upper neck to head top) spans the box's height, as MPII's head boxes do
+    assert abs(np.linalg.norm(uv[J["top_head"]] - uv[J["upper_neck"]]) - (y2 - y1)) < 1.5
+    assert all(vis[J[n]] == 2 for n in ("pelvis", "thorax", "upper_neck", "top_head"))
+    # seen from behind the thorax and the pelvis are still labelled (occluded by the body's own back)
+    back = _render([_person(cam, 180.0, cam.cx, 230)], cam).people[0].visibility
+    assert back[J["thorax"]] in (1, 2) and back[J["pelvis"]] in (1, 2)
 
 
 def test_face_points_follow_the_head():

@@ -18,7 +18,9 @@ from pose.engine.pckh_eval import PCKhEvaluator
 from pose.engine.predict import InstancePredictions
 from pose.evaluation.pckh import PCKH_STAT_NAMES
 from pose.metainfo import MPII
-from pose.presets import get_preset
+from pose.engine.loop import run_train_step, split_batch
+from pose.engine.trainer import Trainer
+from pose.presets import PRESETS, get_preset
 
 PRESET = "synthmpii-aic-posedual-jc-r18-128x128"
 TINY = ["codec.input_size=[64,64]", "codec.heatmap_size=[16,16]", "model.deconv_channels=32", "data.num_workers=0"]
@@ -92,3 +94,22 @@ def test_train_posedual_jc_on_synthpose_mpii_with_unlabeled_aic(synth_mpii_aic, 
                  "--results", str(run / "results_net1.json"), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert stats["PCKh"] == pytest.approx(final["PCKh"], abs=1e-4)
+
+
+@pytest.mark.parametrize("name", [n for n, p in PRESETS.items()
+                                  if p.config.task == "topdown" and p.config.data.dataset == "mpii"])
+def test_every_mpii_preset_builds_and_steps_on_tiny_synthpose(synth_mpii_aic, tmp_path, name):
+    """The preset's own model and method, its MPII (+ AIC) data pipeline on tiny SynthPose, one step."""
+    mpii, aic = synth_mpii_aic
+    preset = get_preset(name)
+    semi = [f"semi.root={aic}", "semi.num_unlabeled=2"] if preset.config.method.semi_supervised else []
+    tiny = [o for o in TINY if not o.startswith("model.")]  # the preset's own network
+    cfg = apply_overrides(preset.config, [f"data.root={mpii}", *semi, *tiny, "train.batch_size=2",
+                                          "train.device=cpu", f"output_dir={tmp_path}", "test.batch_size=8"])
+    assert cfg.model == preset.config.model and cfg.method == preset.config.method
+    trainer = Trainer(cfg, log_metrics=lambda m, s: None, resume=False)
+    labeled, unlabeled = split_batch(next(iter(trainer.train_loader())))
+    assert labeled["heatmaps"].shape[1] == 16  # MPII's joints
+    assert (unlabeled is None) == (not preset.config.method.semi_supervised)
+    out = run_train_step(trainer.method, trainer.optimizer, labeled, unlabeled, cfg.train, trainer.device)
+    assert np.isfinite(out.logs["loss"])

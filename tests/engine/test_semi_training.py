@@ -93,8 +93,9 @@ def test_every_preset_builds_and_steps_on_coco_mini(coco_mini, tmp_path, name):
 def test_semi_presets_cover_both_paper_tables():
     rows = [p for p in PRESETS.values() if p.paper_row]
     coco = [p.name for p in rows if p.name.startswith("coco")]
-    synth = [p.name for p in rows if p.name.startswith("synth")]
-    assert len(coco) == 6 * 3 + 4 and len(synth) == 6 * 3 + 2
+    synth = [p.name for p in rows if p.name.startswith("synth") and p.config.data.dataset == "coco"]
+    mpii = [p.name for p in rows if p.config.data.dataset == "mpii"]  # the MPII + AIC setting's rows
+    assert len(coco) == 6 * 3 + 4 and len(synth) == 6 * 3 + 2 and len(mpii) == 4 + 2
     for budget, n in (("coco1k", 1000), ("coco5k", 5000), ("coco10k", 10000)):
         for suffix in ("supervised", "posecons", "posecons-jc", "posedual", "posedual-ra", "posedual-jc"):
             cfg = PRESETS[f"{budget}-{suffix}-r18-256x192"].config

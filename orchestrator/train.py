@@ -128,8 +128,9 @@ class TrainResult:
 
 
 def absolute_paths(cfg: AnyExperimentConfig, cwd: str | Path | None = None) -> AnyExperimentConfig:
-    """``data.root``, ``data.shards``, ``output_dir``, ``model.pretrained`` and ``model.init`` /
-    ``model.init_net2`` (unless ``runs:/`` URIs) made absolute against ``cwd``."""
+    """``data.root``, ``data.shards``, ``semi.root``, ``output_dir``, ``model.pretrained`` and
+    ``model.init`` / ``model.init_net2`` (unless ``runs:/`` URIs) made absolute against ``cwd``: a Tune
+    trial or a Ray Train worker runs in another directory."""
     base = Path(cwd or os.getcwd())
 
     def absolute(p: str) -> str:
@@ -144,7 +145,10 @@ def absolute_paths(cfg: AnyExperimentConfig, cwd: str | Path | None = None) -> A
     data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root))
     if hasattr(cfg.data, "shards"):
         data = dataclasses.replace(data, shards=absolute(cfg.data.shards))
-    return dataclasses.replace(cfg, output_dir=absolute(cfg.output_dir), data=data, model=model)
+    extra = {}
+    if getattr(cfg, "semi", None) is not None and cfg.semi.root:  # the unlabeled set's own root (AIC)
+        extra["semi"] = dataclasses.replace(cfg.semi, root=absolute(cfg.semi.root))
+    return dataclasses.replace(cfg, output_dir=absolute(cfg.output_dir), data=data, model=model, **extra)
 
 
 def resolve_init(cfg: AnyExperimentConfig, tracking_uri: str | None = None, policy: OutagePolicy | None = None

@@ -92,3 +92,12 @@ def test_absolute_paths_make_file_sources_absolute_and_leave_run_uris(tmp_path):
     model = absolute_paths(cfg, cwd=tmp_path).model
     assert model.init == str(tmp_path / "runs" / "sup" / "seed=0") and model.init_net2 == "runs:/abc"
     assert dataclasses.replace(model, init=None, init_net2=None).pretrained is None
+
+
+def test_absolute_paths_make_the_unlabeled_root_absolute(tmp_path):
+    """The MPII + AIC setting's unlabeled set has its own root (``semi.root``); a Tune trial runs in
+    another directory, so a relative one is made absolute like ``data.root`` (empty stays empty)."""
+    cfg = _cfg("out", "data.root=data/mpii", "semi.root=data/aic")
+    placed = absolute_paths(cfg, cwd=tmp_path)
+    assert (placed.data.root, placed.semi.root) == (str(tmp_path / "data" / "mpii"), str(tmp_path / "data" / "aic"))
+    assert absolute_paths(_cfg("out"), cwd=tmp_path).semi.root == ""

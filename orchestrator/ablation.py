@@ -121,8 +121,11 @@ def _trial_fn(config: dict[str, Any], context: dict[str, Any]) -> None:
 
     from orchestrator.tune_status import FINISHED_BEFORE
 
-    trial = Trial.from_dict(config["trial"])
     ctx = context
+    trial = Trial.from_dict(config["trial"])
+    # relative paths against the driver's directory: a grid restored from a Tune state saved before a
+    # path became absolute (semi.root) still runs here, in Tune's trial directory
+    trial = replace(trial, config=absolute_paths(trial.config, cwd=ctx["cwd"]))
     stage = ctx.get("stage")  # None for the grid's trials, "warm_start" for the warm-start stage's runs
     finished = _finished_run(ctx, trial)
     if finished is not None:  # Tune's state lagged behind a killed driver: report, do not train again
@@ -273,7 +276,7 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
                        stop_on_collapse=spec.stop_collapsed, log_checkpoints=options.log_checkpoints,
                        log_model=options.log_model, outage=policy)
     context = {"parent_run_id": parent_id, "plan": asdict(trial_plan), "run_options": run_options,
-               "tags": dict(options.extra_tags)}
+               "tags": dict(options.extra_tags), "cwd": os.getcwd()}
     # the live status: every run of the stage and of the grid, in place on a quiet console's terminal
     status = LiveStatus(spec.name, live=None if console.is_quiet() else False)
     for t in stage_trials:

@@ -13,7 +13,8 @@ SIGINT, records it and calls the handler Tune installs for SIGUSR1 in every run,
 (``ray.tune.tune._setup_signal_catching``). A SIGINT within :data:`DUPLICATE_S` of the first is the
 same keypress delivered twice and is ignored; a later one raises ``KeyboardInterrupt`` (a second
 Ctrl+C aborts, as Python's default does), and so does one before Tune's run has started. Afterwards
-the handlers and the environment are as they were.
+the handlers and the environment are as they were, except that after an interrupted run a SIGINT within
+the window is still ignored (the forwarded copy can land after ``fit()`` returned).
 """
 
 from __future__ import annotations
@@ -81,3 +82,22 @@ class TuneInterruptWatch:
         for signum, handler in self._previous.items():  # None: installed outside Python; the default then
             signal.signal(signum, handler if handler is not None else
                           (signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL))
+        if self.interrupted:  # the forwarded duplicate may land after fit() returned: still the same Ctrl+C
+            signal.signal(signal.SIGINT, _LateDuplicate(self._first, signal.getsignal(signal.SIGINT)))
+
+
+class _LateDuplicate:
+    """SIGINT handler left after an interrupted ``fit()``: ignores SIGINTs within :data:`DUPLICATE_S`
+    of the first (``uv run``'s forwarded copy), then hands SIGINT back to the handler it replaced."""
+
+    def __init__(self, first: float, previous: Any) -> None:
+        self.first, self.previous = first, previous
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if time.monotonic() - self.first < DUPLICATE_S:
+            return
+        signal.signal(signal.SIGINT, self.previous)
+        if callable(self.previous):
+            self.previous(signum, frame)
+        elif self.previous == signal.SIG_DFL:
+            raise KeyboardInterrupt

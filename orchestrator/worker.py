@@ -50,7 +50,7 @@ from pose.bottomup.inference import TAG_CORRELATION_IMAGE
 from pose.config import to_dict
 from pose.data.batching import drops_partial_batch, train_steps_per_epoch
 from pose.data.shards import split_range
-from pose.engine.components import rng_state, seed_everything, set_rng_state, training_state
+from pose.engine.components import restore_rng_state, rng_state, seed_everything, training_state
 from pose.engine.loop import train_epoch
 from pose.engine.parts import TopDownParts, build_parts
 from pose.engine.predict import InstancePredictions
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pth"
 PROGRESS_MIN_STEPS = 100  # epochs at least this long show a progress bar (rank 0)
-RANK_SEED_STRIDE = 7919  # rank r's data-side RNG starts from train.seed + r * stride (networks: train.seed)
 
 
 @dataclass(frozen=True)
@@ -234,11 +233,8 @@ class WorkerRun:
             if self.collapse is not None and state.get("collapse"):
                 self.collapse.load_state_dict(state["collapse"])
             log.info("rank %d: resumed from epoch %d, step %d", self.rank, self.epoch, self.step)
-        rngs = state.get("rng") if state else None
-        if rngs is not None and len(rngs) == self.world:
-            set_rng_state(rngs[self.rank])
-        else:  # a fresh run, or a different world size: per-rank streams from (seed, rank, epoch)
-            seed_everything(self.cfg.train.seed + RANK_SEED_STRIDE * self.rank + 104729 * self.epoch)
+        # a fresh run, or another world size: per-rank streams from (seed, rank, epoch)
+        restore_rng_state(state.get("rng") if state else None, self.cfg.train.seed, self.epoch, self.rank, self.world)
         return state
 
     def state_dict(self, rngs: list[dict]) -> dict:

@@ -220,6 +220,21 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+RANK_SEED_STRIDE = 7919  # rank r's data-side RNG starts from train.seed + r * stride (networks: train.seed)
+
+
+def restore_rng_state(saved: dict | list[dict] | None, seed: int, epoch: int, rank: int = 0, world: int = 1) -> None:
+    """Restores this process's RNG streams from a checkpoint's ``rng`` entry, which is one state (the plain
+    engine's :func:`rng_state`) or one per rank (the Ray engine's). A checkpoint from another number of
+    processes, or none, reseeds from ``(seed, rank, epoch)`` instead, so either engine resumes the other's
+    checkpoints."""
+    states = [saved] if isinstance(saved, dict) else saved
+    if states is not None and len(states) == world:
+        set_rng_state(states[rank])
+    else:
+        seed_everything(seed + RANK_SEED_STRIDE * rank + 104729 * epoch)
+
+
 def training_state(loop, rng: dict | list[dict]) -> dict:
     """The checkpoint of a training loop: ``loop`` has ``method``, ``optimizer``, ``scheduler``,
     ``epoch``, ``step``, ``best_ap``, ``collapse`` (or None) and ``cfg``; ``rng`` is this process's RNG

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 
 from pose.config import to_dict
 from pose.data.batching import drops_partial_batch, train_steps_per_epoch
-from pose.engine.components import resolve_device, rng_state, seed_everything, set_rng_state, training_state
+from pose.engine.components import (resolve_device, restore_rng_state, rng_state, seed_everything,
+                                    training_state)
 from pose.engine.loop import train_epoch
 from pose.engine.parts import build_parts
 from pose.tasks import AnyExperimentConfig
@@ -78,7 +79,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step, self.best_ap = state["epoch"], state["step"], state["best_ap"]
-        set_rng_state(state["rng"])
+        restore_rng_state(state["rng"], self.cfg.train.seed, self.epoch)  # a Ray-engine checkpoint too
         if self.collapse is not None and state.get("collapse"):
             self.collapse.load_state_dict(state["collapse"])
 

@@ -52,17 +52,15 @@ from pose.bottomup.shards import BottomUpShardDecoder, BottomUpValShardDecoder, 
 from pose.bottomup.shards import sample_bytes as bottomup_sample_bytes
 from pose.codecs.heatmap import HeatmapCodec
 from pose.data.semi import UNLABELED_KEYS
-from pose.data.shards import (
+from pose.data.shards.decode import (
     ERROR_KEY,
     OK_KEY,
     TOPDOWN_KEYS,
     OnBadRow,
-    ShardSet,
     TopDownShardDecoder,
     collate_batch,
-    open_shards,
-    split_range,
 )
+from pose.data.shards.format import ShardSet, open_shards, split_range
 from pose.data.transforms import TopDownAugment
 from pose.engine.components import UNLABELED_SEED_OFFSET
 from pose.metainfo import DatasetMeta
@@ -182,7 +180,7 @@ def build_topdown_dataset(
             epoch (:func:`pose.data.topdown.augmentation_rng`).
         split: keep rows of this split only (shard directories of other splits are not read).
         budget, budget_mode, budget_seed: label budget (0: all), as ``data.num_labeled`` /
-            ``data.budget_mode`` / ``data.budget_seed`` (:func:`pose.data.shards.budget_ranks`); needs a
+            ``data.budget_mode`` / ``data.budget_seed`` (:func:`pose.data.shards.format.budget_ranks`); needs a
             single shard directory after the split selection.
         rank_range: keep ranks in ``[start, stop)`` (only the files holding them are read).
         keys: output keys (``("image", "index")`` for unlabeled streams).
@@ -195,7 +193,7 @@ def build_topdown_dataset(
         num_blocks: read blocks (default: :func:`default_sizes`).
         fuse_read: read and decode in one task (default: :func:`fuses_read`).
         reduced_decode: JPEG regions decoded at a reduced size where the crop allows it
-            (:class:`~pose.data.shards.TopDownShardDecoder`).
+            (:class:`~pose.data.shards.decode.TopDownShardDecoder`).
     """
     sets = _select_split(_as_sets(shards), split)
     _check_compatible(sets, meta, codec, augment)
@@ -320,7 +318,7 @@ def _pipeline(paths: list[str], columns: list[str], predicate: Any, decoder: Any
 def build_val_dataset_for_worker(shards: str | Path | ShardSet, worker_rank: int, num_workers: int,
                                  meta: DatasetMeta, codec: HeatmapCodec, **kwargs: Any) -> ray.data.Dataset:
     """Validation rows of one of ``num_workers`` workers: the contiguous rank range
-    :func:`~pose.data.shards.split_range` gives it. The ranges cover every row exactly once (none dropped,
+    :func:`~pose.data.shards.format.split_range` gives it. The ranges cover every row exactly once (none dropped,
     sizes differ by at most one); gather the predictions and ``InstancePredictions.concat`` them.
     Keyword arguments go to :func:`build_topdown_dataset` (no augmentation)."""
     ss = open_shards(shards)
@@ -425,7 +423,7 @@ def build_bottomup_val_for_worker(shards: ShardsArg, worker_rank: int, num_worke
                                   batch_size: int | None = None, num_cpus: float = 1.0) -> ray.data.Dataset:
     """Validation images of one of ``num_workers`` workers as :class:`~pose.bottomup.data.ValImageDataset`
     items (every image, the first ``max_images`` when > 0, as ``data.max_val_images``): the contiguous
-    range :func:`~pose.data.shards.split_range` gives it, so the workers cover each image exactly once.
+    range :func:`~pose.data.shards.format.split_range` gives it, so the workers cover each image exactly once.
     Iterate with :func:`iter_bottomup_val_items`."""
     ss = _bottomup_set(shards, meta, split)
     count = min(max_images, ss.num_rows) if max_images else ss.num_rows

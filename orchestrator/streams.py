@@ -44,7 +44,7 @@ from pose.bottomup.config import BottomUpExperimentConfig
 from pose.bottomup.shards import training_ranks
 from pose.data.batching import drops_partial_batch, train_steps_per_epoch
 from pose.data.semi import unlabeled_item, unlabeled_source_keys
-from pose.data.shards import open_shards, split_range
+from pose.data.shards.format import open_shards, split_range
 from pose.engine.components import UNLABELED_SEED_OFFSET, unlabeled_ground_truth
 from pose.experiment import ExperimentConfig
 from pose.metainfo import DatasetMeta

@@ -49,7 +49,7 @@ from orchestrator.tracking_spool import SPOOL_DIR
 from pose.bottomup.inference import TAG_CORRELATION_IMAGE
 from pose.config import to_dict
 from pose.data.batching import drops_partial_batch, train_steps_per_epoch
-from pose.data.shards import split_range
+from pose.data.shards.format import split_range
 from pose.engine.components import rng_state, seed_everything, set_rng_state, training_state
 from pose.engine.loop import train_epoch
 from pose.engine.parts import TopDownParts, build_parts

@@ -172,7 +172,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- shards
 def _add_shards(sub: argparse._SubParsersAction) -> None:
-    from pose.data.shards import ShardOptions
+    from pose.data.shards.options import ShardOptions
 
     d = ShardOptions()
     p = sub.add_parser(
@@ -231,7 +231,7 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
 
 
 def _jpeg_quality(text: str) -> int | str:
-    from pose.data.shards import parse_quality
+    from pose.data.shards.options import parse_quality
 
     try:
         return parse_quality(text)
@@ -242,7 +242,8 @@ def _jpeg_quality(text: str) -> int | str:
 def _run_shards(args: argparse.Namespace) -> int:
     import shlex
 
-    from pose.data.shards import ShardOptions, write_shards
+    from pose.data.shards.options import ShardOptions
+    from pose.data.shards.writer import write_shards
 
     opts = ShardOptions(mode=args.mode, boxes=args.boxes, dataset=args.dataset, aspect_ratio=args.aspect_ratio,
                         padding=args.padding, scale_factor=args.scale_factor, rot_factor=args.rot_factor,

@@ -53,7 +53,7 @@ class DataConfig(DatasetFiles):
     Ray Data instead of reading image files (the ground-truth JSON under ``root`` still scores
     validation). The plain-PyTorch engine reads image files only and refuses it.
     ``shards_reduced_decode``: training crops decode large JPEG regions at 1/2, 1/4 or 1/8 size when the
-    crop allows it (:class:`pose.data.shards.TopDownShardDecoder`; faster, a resampling of the exact
+    crop allows it (:class:`pose.data.shards.decode.TopDownShardDecoder`; faster, a resampling of the exact
     crop: docs/data.md). Validation crops are always decoded in full.
     """
 

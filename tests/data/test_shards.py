@@ -17,28 +17,29 @@ from pose.cli import main
 from pose.codecs.heatmap import HeatmapCodec
 from pose.data.coco import load_detection_instances, load_gt_instances
 from pose.data.semi import select_budget
-from pose.data.shards import (
+from pose.data.shards.decode import (
     ERROR_KEY,
     HEATMAP_FACTOR_KEYS,
-    MANIFEST,
-    META_VERSION,
     OK_KEY,
-    SCHEMA_VERSION,
     TOPDOWN_KEYS,
-    ShardError,
-    ShardOptions,
     TopDownShardDecoder,
-    budget_ranks,
     collate_batch,
     decode_bottomup_row,
-    margin_region,
+)
+from pose.data.shards.format import (
+    MANIFEST,
+    META_VERSION,
+    SCHEMA_VERSION,
+    ShardError,
+    budget_ranks,
     open_shards,
     read_file_header,
     read_table,
-    region_density,
     split_range,
-    write_shards,
 )
+from pose.data.shards.options import ShardOptions
+from pose.data.shards.regions import margin_region, region_density
+from pose.data.shards.writer import write_shards
 from pose.data.topdown import TopDownDataset
 from pose.data.transforms import TopDownAugment, compose_affine, crop_matrix, invert_affine, transform_points
 from pose.metainfo import get_metainfo
@@ -164,7 +165,7 @@ def test_quality_option_is_checked():
             ShardOptions(quality=bad)
     with pytest.raises(SystemExit):
         main(["shards", "--root", "x", "--split", "train", "--out", "y", "--quality", "best"])
-    from pose.data.shards import parse_quality
+    from pose.data.shards.options import parse_quality
 
     assert parse_quality("source") == "source" and parse_quality("1") == 1 and parse_quality("100") == 100
     for bad in ("0", "101", "-5", "9.5", "Source", ""):

@@ -185,6 +185,9 @@ class WorkerRun:
             from orchestrator.streams import ShardStreams
 
             self.shards = ShardStreams(cfg, self.meta, rank, world)
+            if cfg.data.dataset == "mpii":  # PCKh matches predictions to records by row
+                self.shards.check_val_records([inst.instance_id for inst in self.val_set.instances],
+                                              str(cfg.data.path(cfg.data.val_ann)))
         self.collapse = self.parts.collapse
         self.method = self.parts.method.to(self.device)
         self.epoch, self.step, self.best_ap = 0, 0, -1.0

@@ -205,6 +205,12 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     return table.append_column("path", pa.array([str(path)] * table.num_rows, pa.string()))
 
 
+def read_column(shards: ShardSet, name: str) -> np.ndarray:
+    """One column of every row of ``shards`` in rank order, (rows,) (e.g. ``instance_id``)."""
+    tables = [pq.read_table(p, columns=[name]) for p in shards.paths()]  # files are in rank order
+    return pa.concat_tables(tables).column(name).to_numpy() if tables else np.zeros(0)
+
+
 def budget_ranks(num_rows: int, budget: int, mode: str = "first", seed: int = 0, what: str = "shards"
                  ) -> np.ndarray | None:
     """Ranks kept by a label budget, exactly as :func:`pose.data.semi.select_budget` picks instances

@@ -34,14 +34,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
-from orchestrator.data import (
-    SkipReport,
+from orchestrator.bottomup_data import (
     build_bottomup_dataset,
     build_bottomup_val_for_worker,
-    build_topdown_dataset,
-    build_val_dataset_for_worker,
     iter_bottomup_batches,
     iter_bottomup_val_items,
+)
+from orchestrator.data import (
+    SkipReport,
+    build_topdown_dataset,
+    build_val_dataset_for_worker,
     iter_semi_batches,
     iter_topdown_batches,
 )

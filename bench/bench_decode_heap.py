@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 
 import orchestrator.data as ingest  # noqa: E402
 from pose.codecs.heatmap import HeatmapCodec  # noqa: E402
-from pose.data.shards import TopDownShardDecoder, open_shards  # noqa: E402
+from pose.data.shards.decode import TopDownShardDecoder  # noqa: E402
+from pose.data.shards.format import open_shards  # noqa: E402
 from pose.data.transforms import TopDownAugment  # noqa: E402
 from pose.metainfo import get_metainfo  # noqa: E402
 

@@ -62,14 +62,10 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from pose.codecs.heatmap import HeatmapCodec  # noqa: E402
 from pose.data.coco import load_gt_instances  # noqa: E402
-from pose.data.shards import (  # noqa: E402
-    ShardOptions,
-    TopDownShardDecoder,
-    open_shards,
-    parse_quality,
-    read_table,
-    write_shards,
-)
+from pose.data.shards.decode import TopDownShardDecoder  # noqa: E402
+from pose.data.shards.format import open_shards, read_table  # noqa: E402
+from pose.data.shards.options import ShardOptions, parse_quality  # noqa: E402
+from pose.data.shards.writer import write_shards  # noqa: E402
 from pose.data.topdown import TopDownDataset  # noqa: E402
 from pose.data.transforms import TopDownAugment  # noqa: E402
 from pose.metainfo import get_metainfo  # noqa: E402

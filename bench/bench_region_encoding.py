@@ -33,7 +33,8 @@ import numpy as np
 
 from pose.data.coco import load_gt_instances
 from pose.data.jpeg_header import align_to_blocks, read_jpeg_header
-from pose.data.shards import ShardOptions, margin_region, region_jpeg_params
+from pose.data.shards.options import ShardOptions
+from pose.data.shards.regions import margin_region, region_jpeg_params
 from pose.metainfo import get_metainfo
 
 WAYS = {"q95": (95, False), "q95 aligned": (95, True), "source": ("source", False), "source aligned": ("source", True)}

@@ -1,7 +1,7 @@
 """Per-worker training and validation batches from Parquet shards through Ray Data.
 
-With ``data.shards`` set (a directory holding ``train/``, ``val/`` and, for the "detections"
-unlabeled source, ``unlabeled/`` shard directories written by ``poselab shards``), each Ray Train
+With ``data.shards`` set (a directory holding ``train/``, ``val/`` and, for the "detections" and "aic"
+unlabeled sources, ``unlabeled/`` shard directories written by ``poselab shards``), each Ray Train
 worker builds its epoch's lazy Ray datasets (:mod:`orchestrator.data`) and iterates its part:
 
 * training rows are split into contiguous rank ranges, one per worker (the label budget is applied
@@ -14,6 +14,11 @@ worker builds its epoch's lazy Ray datasets (:mod:`orchestrator.data`) and itera
   one batch is one short batch), cycling its part if it runs short; every pass over the cycled labeled
   set is augmented afresh;
 * validation rows are split into rank ranges that cover each row exactly once.
+
+The MPII + AI Challenger setting (``data.dataset=mpii``, ``semi.unlabeled=aic``) streams MPII shards
+(``poselab shards --dataset mpii``) as ``train/`` and ``val/`` and AI Challenger shards of every person box
+in MPII's layout (``--dataset aic --layout mpii --every-person``) as ``unlabeled/``, the rows of the file
+loader's :func:`pose.engine.components.load_aic_unlabeled` (checked: :func:`check_aic_unlabeled`).
 
 Bottom-up experiments (``task: bottomup``; ``train/`` and ``val/`` written with ``poselab shards
 --mode bottomup``) get :class:`BottomUpShardStreams` from the same constructor: the training images
@@ -29,14 +34,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
-from orchestrator.data import (
-    SkipReport,
+from orchestrator.bottomup_data import (
     build_bottomup_dataset,
     build_bottomup_val_for_worker,
-    build_topdown_dataset,
-    build_val_dataset_for_worker,
     iter_bottomup_batches,
     iter_bottomup_val_items,
+)
+from orchestrator.data import (
+    SkipReport,
+    build_topdown_dataset,
+    build_val_dataset_for_worker,
     iter_semi_batches,
     iter_topdown_batches,
 )
@@ -44,12 +51,14 @@ from pose.bottomup.config import BottomUpExperimentConfig
 from pose.bottomup.shards import training_ranks
 from pose.data.batching import drops_partial_batch, train_steps_per_epoch
 from pose.data.semi import unlabeled_item, unlabeled_source_keys
-from pose.data.shards import open_shards, split_range
+from pose.data.shards.format import ShardSet, open_shards, read_column, split_range
 from pose.engine.components import UNLABELED_SEED_OFFSET, unlabeled_ground_truth
 from pose.experiment import ExperimentConfig
 from pose.metainfo import DatasetMeta
 
 SHUFFLE_BATCHES = 4  # local shuffle buffer, in batches
+UNLABELED_DIR_SOURCES = ("detections", "aic")
+"""``semi.unlabeled`` sources streamed from ``data.shards/unlabeled`` (``train_gt`` reuses ``train/``)."""
 
 
 def _bottomup(cfg: Any) -> bool:
@@ -60,7 +69,7 @@ def shard_dirs(cfg: ExperimentConfig | BottomUpExperimentConfig) -> dict[str, Pa
     """``{"train", "val"[, "unlabeled"]}`` shard directories under ``data.shards`` (checked to exist)."""
     root = Path(cfg.data.shards)
     names = ["train", "val"]
-    if not _bottomup(cfg) and cfg.method.semi_supervised and cfg.semi.unlabeled == "detections":
+    if not _bottomup(cfg) and cfg.method.semi_supervised and cfg.semi.unlabeled in UNLABELED_DIR_SOURCES:
         names.append("unlabeled")
     dirs = {n: root / n for n in names}
     missing = [str(d) for d in dirs.values() if not d.is_dir()]
@@ -68,6 +77,19 @@ def shard_dirs(cfg: ExperimentConfig | BottomUpExperimentConfig) -> dict[str, Pa
         raise FileNotFoundError(f"data.shards={root}: missing shard directories {', '.join(missing)} "
                                 f"(write them with `poselab shards --split NAME --out {root}/NAME`)")
     return dirs
+
+
+def check_aic_unlabeled(shards: ShardSet, meta: DatasetMeta) -> None:
+    """``semi.unlabeled=aic`` crops every AI Challenger person box, people without a labeled joint included,
+    with the joints in ``meta``'s layout (:func:`pose.engine.components.load_aic_unlabeled`); shards written
+    otherwise would train on another set, so they are refused, naming the command that writes the right ones."""
+    people = shards.options.people
+    if shards.dataset != "aic" or shards.layout != meta.name or people != "all":
+        held = "every person box" if people == "all" else "people with a labeled joint"
+        raise ValueError(f"semi.unlabeled=aic: {shards.root} holds {held} of {shards.dataset} in the {shards.layout} "
+                         f"keypoint layout; the unlabeled set is every AI Challenger person box in {meta.name}'s: "
+                         f"poselab shards --dataset aic --layout {meta.name} --every-person --aspect-ratio "
+                         f"{shards.options.aspect_ratio:g} --root AIC --split train --out {shards.root}")
 
 
 def exactly(steps: int, make: Callable[[], Iterator]) -> Iterator:
@@ -105,8 +127,10 @@ class ShardStreams:
             raise ValueError(f"data.num_labeled={d.num_labeled} is larger than the {train.num_rows} rows of "
                              f"{self.dirs['train']}")
         if cfg.method.semi_supervised:
-            unl_dir = self.dirs.get("unlabeled", self.dirs["train"])
-            total = open_shards(unl_dir).num_rows
+            unl = open_shards(self.dirs.get("unlabeled", self.dirs["train"]))
+            if cfg.semi.unlabeled == "aic":
+                check_aic_unlabeled(unl, meta)
+            total = unl.num_rows
             self.unlabeled_rows = min(cfg.semi.num_unlabeled, total) if cfg.semi.num_unlabeled else total
         self.val_rows = open_shards(self.dirs["val"]).num_rows
 
@@ -172,6 +196,14 @@ class ShardStreams:
 
     def val_count(self) -> int:
         return self.val_rows
+
+    def check_val_records(self, instance_ids: list[int], source: str) -> None:
+        """The validation rows must be the file loader's validation people, in its order (``instance_ids``:
+        theirs, read from ``source``): predictions are matched to records by row (MPII's PCKh)."""
+        held = read_column(open_shards(self.dirs["val"]), "instance_id").tolist()
+        if held != list(instance_ids):
+            raise ValueError(f"{self.dirs['val']}: its {len(held)} rows are not the {len(instance_ids)} validation "
+                             f"people of {source} in order; write them from that file (poselab shards --split ...)")
 
 
 class BottomUpShardStreams(ShardStreams):

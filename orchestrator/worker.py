@@ -49,7 +49,7 @@ from orchestrator.tracking_spool import SPOOL_DIR
 from pose.bottomup.inference import TAG_CORRELATION_IMAGE
 from pose.config import to_dict
 from pose.data.batching import drops_partial_batch, train_steps_per_epoch
-from pose.data.shards import split_range
+from pose.data.shards.format import split_range
 from pose.engine.components import restore_rng_state, rng_state, seed_everything, training_state
 from pose.engine.loop import train_epoch
 from pose.engine.parts import TopDownParts, build_parts
@@ -184,6 +184,9 @@ class WorkerRun:
             from orchestrator.streams import ShardStreams
 
             self.shards = ShardStreams(cfg, self.meta, rank, world)
+            if cfg.data.dataset == "mpii":  # PCKh matches predictions to records by row
+                self.shards.check_val_records([inst.instance_id for inst in self.val_set.instances],
+                                              str(cfg.data.path(cfg.data.val_ann)))
         self.collapse = self.parts.collapse
         self.method = self.parts.method.to(self.device)
         self.epoch, self.step, self.best_ap = 0, 0, -1.0

@@ -172,26 +172,36 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- shards
 def _add_shards(sub: argparse._SubParsersAction) -> None:
-    from pose.data.shards import ShardOptions
+    from pose.data.shards.options import ShardOptions
 
     d = ShardOptions()
     p = sub.add_parser(
-        "shards", help="convert a COCO-format split to Parquet shards (top-down crops or bottom-up images)",
-        description="Convert one split of a COCO-format dataset (real or SynthPose) to Parquet shards for Ray "
+        "shards", help="convert a dataset split to Parquet shards (top-down crops or bottom-up images)",
+        description="Convert one split of a COCO-format dataset (real or SynthPose), or of MPII or AI Challenger in "
+                    "their own layouts (--dataset mpii|aic, top-down), to Parquet shards for Ray "
                     "Data: OUT/part-NNNNN-of-MMMMM.parquet + OUT/_manifest.json. Top-down: one row per person "
                     "with the encoded image region its augmented crops can reach; bottom-up: one row per image "
                     "with its bytes, everyone's keypoints and boxes and the ignore mask. Re-running on the same "
                     "input does nothing (use --force to rewrite). See docs/data.md.")
     p.add_argument("--root", required=True, metavar="DATASET", help="dataset root (annotations/, images/, ...)")
     p.add_argument("--split", required=True, metavar="NAME",
-                   help="split name: annotations/person_keypoints_NAME.json (or image_info_NAME.json), images/NAME")
+                   help="split name: annotations/person_keypoints_NAME.json (or image_info_NAME.json), images/NAME; "
+                        "mpii: annot/NAME.json, images/; aic: NAME/keypoint_NAME_annotation.json, NAME/images/ "
+                        "(val: valid / validation)")
     p.add_argument("--out", required=True, metavar="DIR", help="output shard directory (created)")
     p.add_argument("--boxes", choices=("gt", "detections"), default="gt",
                    help="top-down person boxes: annotated people, or a detection results file (default: gt)")
     p.add_argument("--mode", choices=("topdown", "bottomup"), default="topdown",
                    help="one row per person (topdown) or per image (bottomup) (default: topdown)")
     p.add_argument("--dataset", default="coco",
-                   help="keypoint layout: coco, crowdpose or a metainfo .json (default: coco)")
+                   help="the dataset's reader and keypoint layout: coco, crowdpose or a metainfo .json (COCO-format "
+                        "files), mpii (annot/*.json) or aic (AI Challenger, native or COCO-converted) (default: coco)")
+    p.add_argument("--layout", default="", metavar="DATASET",
+                   help="write the keypoints in another dataset's layout, joints carried by name (e.g. --dataset aic "
+                        "--layout mpii: AIC's joints in MPII's 16 channels, the MPII + AIC setting's unlabeled set)")
+    p.add_argument("--every-person", action="store_true",
+                   help="keep people without a labeled joint too (mpii, aic): an unlabeled set of every person box, "
+                        "as semi.unlabeled=aic reads AI Challenger")
     p.add_argument("--ann", metavar="FILE", help="annotation/image-list file (default: from --split)")
     p.add_argument("--images", metavar="DIR", help="image directory (default: images/NAME)")
     p.add_argument("--detections", metavar="FILE",
@@ -231,7 +241,7 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
 
 
 def _jpeg_quality(text: str) -> int | str:
-    from pose.data.shards import parse_quality
+    from pose.data.shards.options import parse_quality
 
     try:
         return parse_quality(text)
@@ -242,9 +252,11 @@ def _jpeg_quality(text: str) -> int | str:
 def _run_shards(args: argparse.Namespace) -> int:
     import shlex
 
-    from pose.data.shards import ShardOptions, write_shards
+    from pose.data.shards.options import ShardOptions
+    from pose.data.shards.writer import write_shards
 
-    opts = ShardOptions(mode=args.mode, boxes=args.boxes, dataset=args.dataset, aspect_ratio=args.aspect_ratio,
+    opts = ShardOptions(mode=args.mode, boxes=args.boxes, dataset=args.dataset, layout=args.layout,
+                        people="all" if args.every_person else "labeled", aspect_ratio=args.aspect_ratio,
                         padding=args.padding, scale_factor=args.scale_factor, rot_factor=args.rot_factor,
                         max_side=args.max_side, input_size=tuple(args.input_size) if args.input_size else None,
                         region_density=args.region_density, lossless=args.lossless, quality=args.quality,

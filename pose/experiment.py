@@ -49,11 +49,13 @@ class DataConfig(DatasetFiles):
 
     ``shards`` (relative to the working directory, like ``root``): a directory of Parquet shards
     (``poselab shards``) with ``train/``, ``val/`` (and ``unlabeled/`` for detector-box unlabeled
-    data) made from this dataset; when set, Ray Train workers stream decoded crops from them through
-    Ray Data instead of reading image files (the ground-truth JSON under ``root`` still scores
-    validation). The plain-PyTorch engine reads image files only and refuses it.
+    data and for ``semi.unlabeled=aic``: AI Challenger shards in this dataset's layout, every person box)
+    made from this dataset; when set, Ray Train workers stream decoded crops from them through
+    Ray Data instead of reading image files (the ground truth under ``root`` still scores validation:
+    COCO AP, or MPII's PCKh with ``val_head_boxes``). The plain-PyTorch engine reads image files only
+    and refuses it.
     ``shards_reduced_decode``: training crops decode large JPEG regions at 1/2, 1/4 or 1/8 size when the
-    crop allows it (:class:`pose.data.shards.TopDownShardDecoder`; faster, a resampling of the exact
+    crop allows it (:class:`pose.data.shards.decode.TopDownShardDecoder`; faster, a resampling of the exact
     crop: docs/data.md). Validation crops are always decoded in full.
     """
 
@@ -94,9 +96,6 @@ class DataConfig(DatasetFiles):
         elif self.val_head_boxes:
             raise ValueError(f"data.val_head_boxes={self.val_head_boxes} is MPII's head-box file, but "
                              f"data.dataset={self.dataset}")
-        if self.shards and self.dataset in ("mpii", "aic"):
-            raise ValueError(f"data.shards: Parquet shards are written from COCO-format files; "
-                             f"data.dataset={self.dataset} trains from its own files (leave data.shards empty)")
 
 
 @dataclass(frozen=True)

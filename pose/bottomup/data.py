@@ -206,7 +206,7 @@ def group_annotations(data: dict, path: Path, meta: DatasetMeta, train: bool
                       ) -> dict[int, list[tuple[dict, np.ndarray]]]:
     """Validate a parsed keypoint file and group its annotations by image id, each with its (K, 3)
     float32 keypoints, in file order (the first half of :func:`load_bottomup_images`, shared with the
-    bottom-up shard writer, :func:`pose.data.shards.write_shards`)."""
+    bottom-up shard writer, :func:`pose.data.shards.writer.write_shards`)."""
     images = _images_by_id(data, path)
     if len(images) != len(data["images"]):
         seen: set[int] = set()

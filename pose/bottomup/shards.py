@@ -30,16 +30,15 @@ from pose.bottomup.codec import BottomUpCodec
 from pose.bottomup.data import AffineParams, BottomUpAugment, BottomUpImage, BottomUpSampler, val_item
 from pose.data.heap import retain_freed_memory
 from pose.data.image_io import decode_rgb
-from pose.data.shards import (
+from pose.data.shards.decode import (
     ERROR_KEY,
     OK_KEY,
     OnBadRow,
-    ShardSet,
     bottomup_row_name,
     check_on_bad_row,
     decode_bottomup_row,
-    open_shards,
 )
+from pose.data.shards.format import ShardSet, open_shards
 from pose.metainfo import DatasetMeta
 
 TRAIN_COLUMNS = ["rank", "image_id", "file_name", "width", "height", "image", "num_people", "keypoints", "boxes",
@@ -92,7 +91,7 @@ class BottomUpShardDecoder:
             index = rank (the same when every image has an annotation). Rows must be training rows.
         on_bad_row: "error": a row that does not decode raises ``ValueError`` naming the shard, row and
             image id; "skip": it is returned zeroed with ``_ok`` False and ``_error`` set, for the
-            consumer to drop and count (:func:`pose.data.shards.collate_batch`).
+            consumer to drop and count (:func:`pose.data.shards.decode.collate_batch`).
         cv2_threads: if set, ``cv2.setNumThreads`` on first use (1 in Ray Data workers).
         retain_memory: on first use, keep freed buffers in the process heap
             (:func:`pose.data.heap.retain_freed_memory`; set in Ray Data workers).

@@ -81,7 +81,7 @@ class HeatmapCodec:
         float32, with ``heatmaps = expand_factors(gy, gx)`` exactly, and the weights (B, K).
 
         The factors are (h + w) / (h w) of the heatmaps' bytes: the Ray Data pipeline moves them and
-        expands them where the batch is used (``pose.data.shards.collate_batch``)."""
+        expands them where the batch is used (``pose.data.shards.decode.collate_batch``)."""
         w, h = self.heatmap_size
         mu = keypoints.astype(np.float64) / self.stride
         if not self.unbiased:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import typing
 from pathlib import Path
@@ -10,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pose.data.aic import load_aic_instances
-from pose.data.coco import PersonInstance, load_detection_instances, load_gt_instances
-from pose.data.mpii import load_mpii_instances
+from pose.data.coco import PersonInstance, load_detection_instances
+from pose.data.readers import carry_instances
+from pose.data.readers import load_annotated_instances as read_annotated
 from pose.data.semi import MixedDataset, select_budget, unlabeled_gt_keys
 from pose.data.topdown import TopDownDataset
 from pose.experiment import ExperimentConfig, MethodConfig, SemiConfig
-from pose.metainfo import AIC, DatasetMeta, joint_correspondence, remap_keypoints
+from pose.metainfo import AIC, DatasetMeta, joint_correspondence
 from pose.methods import HardView, Method, PoseCons, PoseDual, Supervised
 from pose.models.build import build_topdown_model
-from pose.names import with_suggestion
 from pose.models.warm_start import init_networks
+from pose.names import with_suggestion
 
 UNLABELED_SEED_OFFSET = 1_000_003
 """The unlabeled dataset draws its easy augmentation from ``train.seed + UNLABELED_SEED_OFFSET``, so an
@@ -34,14 +33,10 @@ def aspect_ratio(cfg: ExperimentConfig) -> float:
 
 def load_annotated_instances(cfg: ExperimentConfig, meta: DatasetMeta, ann_file: Path, images: Path
                              ) -> list[PersonInstance]:
-    """The annotated people of a split, read by the dataset's reader: MPII's ``annot/*.json``
-    (:func:`pose.data.mpii.load_mpii_instances`, its own window: no ``data.box_padding``), AI Challenger
-    native or converted (:func:`pose.data.aic.load_aic_instances`), else a COCO-format file."""
-    if meta.name == "mpii":
-        return load_mpii_instances(ann_file, images, aspect_ratio(cfg))
-    if meta.name == "aic":
-        return load_aic_instances(ann_file, images, aspect_ratio(cfg), cfg.data.box_padding)
-    return load_gt_instances(ann_file, images, meta, aspect_ratio(cfg), cfg.data.box_padding)
+    """The annotated people of a split, read by the dataset's reader (:func:`pose.data.readers.load_annotated_instances`:
+    MPII's ``annot/*.json`` with its own window, no ``data.box_padding``; AI Challenger native or converted;
+    else a COCO-format file)."""
+    return read_annotated(meta, ann_file, images, aspect_ratio(cfg), cfg.data.box_padding)
 
 
 def load_train_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
@@ -65,19 +60,15 @@ def _literal_values(cls: type, name: str) -> tuple[str, ...]:
 def load_aic_unlabeled(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:
     """``semi.unlabeled=aic``: every AI Challenger human box of ``semi.unlabeled_ann`` (people without a
     labeled joint included, as the original's unlabeled set), its keypoints carried into ``meta``'s layout
-    by joint name (AIC -> MPII: :data:`pose.metainfo.AIC_TO_MPII`; joints AIC lacks get visibility 0)."""
+    by joint name (:func:`pose.data.readers.carry_instances`; AIC -> MPII: :data:`pose.metainfo.AIC_TO_MPII`;
+    joints AIC lacks get visibility 0)."""
     d, s = cfg.data, cfg.semi
-    pairs = joint_correspondence(AIC, meta)
-    if not pairs:
+    if not joint_correspondence(AIC, meta):
         raise ValueError(f"semi.unlabeled=aic: AI Challenger's joints share no name with data.dataset="
                          f"{d.dataset} ({', '.join(meta.keypoint_names)})")
-    people = load_aic_instances(s.path(s.unlabeled_ann, d.root), s.path(s.unlabeled_images, d.root),
-                                aspect_ratio(cfg), d.box_padding, labeled_only=False)
-    out = []
-    for p in people:
-        keypoints, visible = remap_keypoints(p.keypoints, p.visible, pairs, meta.num_keypoints)
-        out.append(dataclasses.replace(p, keypoints=keypoints, visible=visible))
-    return out
+    people = read_annotated(AIC, s.path(s.unlabeled_ann, d.root), s.path(s.unlabeled_images, d.root),
+                            aspect_ratio(cfg), d.box_padding, labeled_only=False)
+    return carry_instances(people, AIC, meta)
 
 
 def load_unlabeled_instances(cfg: ExperimentConfig, meta: DatasetMeta) -> list[PersonInstance]:

@@ -21,7 +21,8 @@ from pose.bottomup.data import (
 )
 from pose.bottomup.shards import BottomUpShardDecoder, BottomUpValShardDecoder, bottomup_keys, training_ranks
 from pose.data.image_io import read_rgb
-from pose.data.shards import ERROR_KEY, OK_KEY, collate_batch, decode_bottomup_row, open_shards, read_table
+from pose.data.shards.decode import ERROR_KEY, OK_KEY, collate_batch, decode_bottomup_row
+from pose.data.shards.format import open_shards, read_table
 from pose.metainfo import get_metainfo
 
 CODEC = BottomUpCodec(input_size=128, heatmap_sizes=(32, 64), max_people=4, embed_dim=2)  # 4 < people: drops

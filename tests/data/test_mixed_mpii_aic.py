@@ -100,7 +100,6 @@ def test_the_mixed_stream_pairs_b_mpii_crops_with_b_aic_crops(synth_mpii_aic):
     (["data.val_head_boxes="], "data.dataset=mpii is scored by PCKh: set data.val_head_boxes"),
     (["data.dataset=coco"], "data.val_head_boxes=annot/gt_valid.mat is MPII's head-box file"),
     (["data.val_boxes=dets.json"], "MPII is evaluated on its annotated people"),
-    (["data.shards=shards"], "data.dataset=mpii trains from its own files"),
     (["data.box_padding=1.5"], "MPII records carry their own crop window"),
     (["method.teacher=oracle"], "method.teacher=oracle needs the unlabeled crops' ground truth"),
 ])

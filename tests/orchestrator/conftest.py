@@ -18,7 +18,8 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 import pytest  # noqa: E402
 
 from orchestrator.resources import plan_resources  # noqa: E402
-from pose.data.shards import ShardOptions, write_shards  # noqa: E402
+from pose.data.shards.options import ShardOptions  # noqa: E402
+from pose.data.shards.writer import write_shards  # noqa: E402
 from pose.synth import SynthConfig, generate_dataset  # noqa: E402
 
 

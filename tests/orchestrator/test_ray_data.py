@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 from pose.codecs.heatmap import HeatmapCodec
 from pose.data.coco import load_gt_instances
 from pose.data.semi import UNLABELED_KEYS
-from pose.data.shards import TOPDOWN_KEYS, budget_ranks, open_shards
+from pose.data.shards.decode import TOPDOWN_KEYS
+from pose.data.shards.format import budget_ranks, open_shards
 from pose.data.topdown import TopDownDataset
 from pose.data.transforms import TopDownAugment
 from pose.metainfo import get_metainfo
@@ -115,7 +116,8 @@ def test_budget_and_split_filters(ray_session, shard_dirs):
 
 
 def test_sized_regions_serve_their_input_size_only(ray_session, synth_data, tmp_path):
-    from pose.data.shards import ShardOptions, write_shards
+    from pose.data.shards.options import ShardOptions
+    from pose.data.shards.writer import write_shards
 
     out = tmp_path / "sized"
     write_shards(synth_data, "val", out, ShardOptions(input_size=(48, 64), rows_per_shard=4), workers=1,

@@ -1,94 +1,37 @@
-"""Parquet shards without Ray: writing, reading, decoding, crop equivalence, budgets, bad input."""
+"""Writing shards (no Ray): rows, regions and their encoding, options, idempotent re-runs, the CLI."""
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
+from shard_helpers import AUG, CODEC, META, gt_instances, read_rows, write_split
 
 from pose.cli import main
-from pose.codecs.heatmap import HeatmapCodec
-from pose.data.coco import load_detection_instances, load_gt_instances
-from pose.data.semi import select_budget
-from pose.data.shards import (
-    ERROR_KEY,
-    HEATMAP_FACTOR_KEYS,
-    MANIFEST,
-    META_VERSION,
-    OK_KEY,
-    SCHEMA_VERSION,
-    TOPDOWN_KEYS,
-    ShardError,
-    ShardOptions,
+from pose.data.coco import load_detection_instances
+from pose.data.shards.decode import (
     TopDownShardDecoder,
-    budget_ranks,
-    collate_batch,
     decode_bottomup_row,
-    margin_region,
+)
+from pose.data.shards.format import (
+    MANIFEST,
+    SCHEMA_VERSION,
     open_shards,
     read_file_header,
-    read_table,
-    region_density,
-    split_range,
-    write_shards,
 )
+from pose.data.shards.options import ShardOptions
+from pose.data.shards.regions import margin_region, region_density
+from pose.data.shards.writer import write_shards
 from pose.data.topdown import TopDownDataset
-from pose.data.transforms import TopDownAugment, compose_affine, crop_matrix, invert_affine, transform_points
-from pose.metainfo import get_metainfo
-from pose.synth import SynthConfig, generate_dataset
-
-META = get_metainfo("coco")
-CODEC = HeatmapCodec(input_size=(96, 128), heatmap_size=(24, 32))
-AUG = TopDownAugment()
-
-
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth_shards")
-    cfg = SynthConfig(images=4, val_images=4, unlabeled_images=2, seed=5, workers=1, long_side=(192, 256),
-                      crowd_region_every=2)
-    generate_dataset(cfg, out, progress=False)
-    return out
-
-
-def _write(synth: Path, out: Path, split: str = "train", **opts) -> dict:
-    opts.setdefault("rows_per_shard", 4)
-    opts.setdefault("row_group_size", 2)
-    return write_shards(synth, split, out, ShardOptions(**opts), command="pytest", workers=1, progress=False)
-
-
-def _table(out: Path) -> pa.Table:
-    return pa.concat_tables([read_table(p) for p in open_shards(out).paths()])
-
-
-def _gt(synth: Path, split: str = "train"):
-    return load_gt_instances(synth / f"annotations/person_keypoints_{split}.json", synth / "images" / split, META,
-                             0.75)
-
-
-@pytest.fixture(scope="session")
-def png_shards(synth, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("png") / "train"
-    _write(synth, out, lossless=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def jpeg_shards(synth, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("jpeg") / "train"
-    _write(synth, out)
-    return out
+from pose.data.transforms import crop_matrix, invert_affine, transform_points
 
 
 def test_topdown_round_trip(synth, png_shards):
-    insts = _gt(synth)
+    insts = gt_instances(synth)
     ss = open_shards(png_shards)
     assert ss.mode == "topdown" and ss.split == "train" and ss.num_rows == len(insts) > 4
     assert len(ss.files) == math.ceil(len(insts) / 4)
@@ -98,7 +41,7 @@ def test_topdown_round_trip(synth, png_shards):
     assert header["schema_version"] == SCHEMA_VERSION and header["command"] == "pytest"
     assert json.loads((png_shards / MANIFEST).read_text())["rows"] == len(insts)
 
-    t = _table(png_shards)
+    t = read_rows(png_shards)
     assert t.column("rank").to_pylist() == list(range(len(insts)))
     import cv2
 
@@ -125,7 +68,7 @@ def _region_errors(synth: Path, shards: Path) -> list[float]:
     import cv2
 
     errors = []
-    for row in _table(shards).to_pylist():
+    for row in read_rows(shards).to_pylist():
         image = cv2.imread(str(synth / "images/train" / row["file_name"]))
         region = cv2.imdecode(np.frombuffer(row["region"], np.uint8), cv2.IMREAD_COLOR)
         x0, y0, x1, y1 = row["region_box"]
@@ -139,7 +82,7 @@ def test_jpeg_regions_keep_the_source_encoding(synth, jpeg_shards, tmp_path):
     fraction of a fixed quality 95's, at fewer bytes."""
     from pose.data.jpeg_header import read_jpeg_header
 
-    rows = _table(jpeg_shards).to_pylist()
+    rows = read_rows(jpeg_shards).to_pylist()
     qualities = set()
     for row in rows:
         source = read_jpeg_header((synth / "images/train" / row["file_name"]).read_bytes())
@@ -151,11 +94,11 @@ def test_jpeg_regions_keep_the_source_encoding(synth, jpeg_shards, tmp_path):
         assert x0 % bw == 0 and y0 % bh == 0 and (x1 % bw == 0 or x1 == w) and (y1 % bh == 0 or y1 == h)
     assert len(qualities) > 1  # SynthPose draws a JPEG quality per image
     fixed = tmp_path / "q95"
-    _write(synth, fixed, quality=95)
+    write_split(synth, fixed, quality=95)
     source_err, fixed_err = _region_errors(synth, jpeg_shards), _region_errors(synth, fixed)
     assert max(source_err) < 0.5 and np.mean(source_err) < 0.5 * np.mean(fixed_err)
     source_bytes = sum(len(r["region"]) for r in rows)
-    assert source_bytes < sum(len(r) for r in _table(fixed).column("region").to_pylist())
+    assert source_bytes < sum(len(r) for r in read_rows(fixed).column("region").to_pylist())
 
 
 def test_quality_option_is_checked():
@@ -164,7 +107,7 @@ def test_quality_option_is_checked():
             ShardOptions(quality=bad)
     with pytest.raises(SystemExit):
         main(["shards", "--root", "x", "--split", "train", "--out", "y", "--quality", "best"])
-    from pose.data.shards import parse_quality
+    from pose.data.shards.options import parse_quality
 
     assert parse_quality("source") == "source" and parse_quality("1") == 1 and parse_quality("100") == 100
     for bad in ("0", "101", "-5", "9.5", "Source", ""):
@@ -172,44 +115,13 @@ def test_quality_option_is_checked():
             parse_quality(bad)
 
 
-def _compare_with_file_loader(synth: Path, shards: Path, epoch: int, exact: bool) -> list[float]:
-    insts = _gt(synth)
-    ds = TopDownDataset(insts, META, CODEC, AUG, seed=3)
-    ds.set_epoch(epoch)
-    batch = TopDownShardDecoder(META, CODEC, AUG, seed=3, epoch=epoch)(_table(shards))
-    assert set(batch) == set(TOPDOWN_KEYS)
-    psnrs = []
-    for i in range(len(insts)):
-        item = ds[i]
-        for key in TOPDOWN_KEYS:
-            a, b = item[key].numpy(), batch[key][i]
-            assert a.dtype == b.dtype and a.shape == b.shape, key
-            if key == "image" and not exact:
-                err = np.mean((a.astype(np.float64) - b) ** 2)
-                psnrs.append(10 * np.log10(255.0**2 / max(err, 1e-12)))
-                assert np.abs(a.astype(int) - b).mean() < 2.0
-            else:
-                np.testing.assert_array_equal(a, b, err_msg=f"{key} of instance {i}")
-    return psnrs
-
-
-@pytest.mark.parametrize("epoch", [0, 1])
-def test_lossless_crops_are_bit_exact(synth, png_shards, epoch):
-    _compare_with_file_loader(synth, png_shards, epoch, exact=True)
-
-
-def test_jpeg_crops_within_reencoding_error(synth, jpeg_shards):
-    psnrs = _compare_with_file_loader(synth, jpeg_shards, 0, exact=False)
-    assert min(psnrs) > 30.0, psnrs
-
-
 def test_downscaled_regions_compose_the_region_transform(synth, tmp_path):
     out = tmp_path / "small"
-    _write(synth, out, lossless=True, max_side=48)
-    t = _table(out)
+    write_split(synth, out, lossless=True, max_side=48)
+    t = read_rows(out)
     m = np.asarray(t.column("region_to_image").to_pylist())
     assert (m[:, 0] > 1.0).any()  # some regions were downscaled
-    insts = _gt(synth)
+    insts = gt_instances(synth)
     ds = TopDownDataset(insts, META, CODEC, None)
     batch = TopDownShardDecoder(META, CODEC, None)(t)
     for i in range(len(insts)):
@@ -226,16 +138,6 @@ def test_downscaled_regions_compose_the_region_transform(synth, tmp_path):
         assert np.abs(a - b).mean() < 12.0
 
 
-SMALL = HeatmapCodec(input_size=(24, 32), heatmap_size=(6, 8))  # small enough that sized regions shrink
-
-
-@pytest.fixture(scope="session")
-def sized_shards(synth, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sized") / "train"
-    _write(synth, out, lossless=True, input_size=(24, 32))
-    return out
-
-
 def test_region_density():
     scale = np.array([150.0, 200.0])
     # 32 crop px over the smallest window, 200 * 0.75 image px
@@ -249,7 +151,7 @@ def test_sized_regions_hold_the_input_resolution(synth, sized_shards):
     """With input_size, regions are stored at one pixel per crop pixel of the smallest window."""
     ss = open_shards(sized_shards)
     assert ss.options.input_size == (24, 32)  # the manifest's list comes back as the option's tuple
-    t = _table(sized_shards)
+    t = read_rows(sized_shards)
     boxes = np.asarray(t.column("region_box").to_pylist())
     r2i = np.asarray(t.column("region_to_image").to_pylist())
     scales = np.asarray(t.column("scale").to_pylist())
@@ -267,49 +169,6 @@ def test_sized_regions_hold_the_input_resolution(synth, sized_shards):
             assert (w, h) == (round(rw * density), round(rh * density))
             assert m[0] == pytest.approx(rw / w) and m[4] == pytest.approx(rh / h)
     assert shrunk > len(boxes) // 2
-
-
-def test_sized_region_crops_resample_the_file_loaders(synth, sized_shards):
-    """Same geometry and targets as the file loader; the image a resampling of its crop, closer to it
-    than a crop from regions at half that resolution."""
-    insts = _gt(synth)
-    ds = TopDownDataset(insts, META, SMALL, AUG, seed=3)
-    ds.set_epoch(1)
-    table = _table(sized_shards)
-    batch = TopDownShardDecoder(META, SMALL, AUG, seed=3, epoch=1)(table)
-    half = dict(zip(*(TopDownShardDecoder(META, SMALL, AUG, seed=3, epoch=1)(_halve(table))[k]
-                      for k in ("index", "image"))))
-    errors, half_errors = [], []
-    for i in range(len(insts)):
-        item = ds[i]
-        for key in TOPDOWN_KEYS:
-            if key != "image":
-                np.testing.assert_array_equal(item[key].numpy(), batch[key][i], err_msg=f"{key} of instance {i}")
-        exact = item["image"].numpy().astype(np.float64)
-        errors.append(np.abs(exact - batch["image"][i]).mean())
-        half_errors.append(np.abs(exact - half[int(batch["index"][i])]).mean())
-    # measured 2026-12-05: 1.96 vs 5.16 grey levels
-    mean, half_mean = np.mean(errors), np.mean(half_errors)
-    assert mean < 3.0 and mean < 0.6 * half_mean, (mean, half_mean)
-
-
-def _halve(table: pa.Table) -> pa.Table:
-    """The rows with regions at half their resolution (the region transform updated to match)."""
-    import cv2
-
-    regions, mats = [], []
-    for region, m in zip(table.column("region").to_pylist(), table.column("region_to_image").to_pylist()):
-        img = cv2.imdecode(np.frombuffer(region, np.uint8), cv2.IMREAD_UNCHANGED)
-        h, w = img.shape[:2]
-        nw, nh = max(1, w // 2), max(1, h // 2)
-        regions.append(cv2.imencode(".png", cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA))[1].tobytes())
-        sx, sy = w / nw, h / nh
-        inner = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
-        mats.append(compose_affine(np.asarray(m).reshape(2, 3), inner).reshape(-1).tolist())
-    i = table.column_names.index("region")
-    table = table.set_column(i, "region", pa.array(regions, pa.binary()))
-    j = table.column_names.index("region_to_image")
-    return table.set_column(j, "region_to_image", pa.array(mats, table.schema.field("region_to_image").type))
 
 
 def test_input_size_option_is_checked(synth, tmp_path, capsys):
@@ -345,7 +204,7 @@ def test_region_density_option(synth, sized_shards, tmp_path, capsys):
             "--input-size", "24", "32", "--out", str(out)]
     assert main([*base, "--region-density", "1.5"]) == 0
     assert open_shards(out).options.region_density == 1.5
-    dense, sparse = _table(out), _table(sized_shards)
+    dense, sparse = read_rows(out), read_rows(sized_shards)
     assert dense.column("rank").to_pylist() == sparse.column("rank").to_pylist()
     for m_dense, m_sparse in zip(dense.column("region_to_image").to_pylist(),
                                  sparse.column("region_to_image").to_pylist()):
@@ -383,12 +242,12 @@ def test_margin_covers_every_augmented_crop():
 
 def test_detection_boxes(synth, tmp_path):
     out = tmp_path / "unl"
-    m = _write(synth, out, split="unlabeled", boxes="detections")
+    m = write_split(synth, out, split="unlabeled", boxes="detections")
     insts = load_detection_instances(synth / "person_detection_results/unlabeled_detections.json",
                                      synth / "annotations/image_info_unlabeled.json", synth / "images/unlabeled",
                                      META, 0.75)
     assert m["rows"] == len(insts) > 0 and m["boxes"] == "detections"
-    t = _table(out)
+    t = read_rows(out)
     np.testing.assert_allclose(t.column("score").to_numpy(), [i.score for i in insts], rtol=1e-6)
     assert not np.asarray(t.column("visible").to_pylist()).any()
     unl = TopDownShardDecoder(META, CODEC, AUG, keys=("image", "index"))(t)
@@ -399,11 +258,11 @@ def test_bottomup_round_trip(synth, tmp_path):
     from pycocotools.coco import COCO
 
     out = tmp_path / "bu"
-    m = _write(synth, out, split="train", mode="bottomup", rows_per_shard=3)
+    m = write_split(synth, out, split="train", mode="bottomup", rows_per_shard=3)
     coco = COCO(str(synth / "annotations/person_keypoints_train.json"))
     img_ids = [img["id"] for img in json.loads((synth / "annotations/person_keypoints_train.json").read_text())["images"]]
     assert m["rows"] == len(img_ids) and m["skipped"]["crowd"] > 0
-    rows = _table(out).to_pylist()
+    rows = read_rows(out).to_pylist()
     assert [r["image_id"] for r in rows] == img_ids
     n_ignored = 0
     for r in rows:
@@ -424,117 +283,11 @@ def test_bottomup_round_trip(synth, tmp_path):
     assert n_ignored > 0
 
 
-def test_budget_ranks_match_select_budget():
-    assert budget_ranks(10, 0) is None
-    np.testing.assert_array_equal(budget_ranks(10, 4), [0, 1, 2, 3])
-    for seed in (0, 1):
-        small, large = budget_ranks(50, 10, "nested", seed), budget_ranks(50, 25, "nested", seed)
-        np.testing.assert_array_equal(small, select_budget(list(range(50)), 10, "nested", seed))
-        assert set(small) <= set(large) and len(set(large)) == 25
-    with pytest.raises(ValueError, match="label budget 11 is larger than the 10 labeled instances in shards x"):
-        budget_ranks(10, 11, what="shards x")
-
-
-def test_budget_on_a_shard_set(png_shards):
-    ss = open_shards(png_shards)
-    assert len(ss.budget_ranks(3)) == 3
-    with pytest.raises(ValueError, match=f"larger than the {ss.num_rows} labeled instances in shards"):
-        ss.budget_ranks(ss.num_rows + 1)
-    start, stop = 2, 5
-    assert all(Path(p).exists() for p in ss.paths((start, stop)))
-    assert len(ss.paths((start, stop))) == 2 and len(ss.paths((0, 1))) == 1
-
-
-def test_split_range_covers_every_row_once():
-    for n in range(0, 23):
-        for workers in (1, 2, 3, 4):
-            ranges = [split_range(n, workers, r) for r in range(workers)]
-            covered = [i for a, b in ranges for i in range(a, b)]
-            assert covered == list(range(n))
-            sizes = [b - a for a, b in ranges]
-            assert max(sizes) - min(sizes) <= 1
-    with pytest.raises(ValueError):
-        split_range(10, 2, 2)
-
-
-# ---------------------------------------------------------------------------------------------- bad input
-def _corrupt_row(shard_dir: Path, rank: int) -> Path:
-    """Replace one row's region bytes, keeping the file's metadata."""
-    ss = open_shards(shard_dir)
-    f = next(f for f in ss.files if f.first_rank <= rank < f.first_rank + f.rows)
-    t = pq.read_table(f.path)
-    regions = t.column("region").to_pylist()
-    regions[rank - f.first_rank] = b"not an image"
-    t = t.set_column(t.schema.get_field_index("region"), "region", pa.array(regions, pa.binary()))
-    pq.write_table(t, f.path)
-    return f.path
-
-
-def test_undecodable_row_error_names_shard_and_row(png_shards, tmp_path):
-    bad = tmp_path / "bad"
-    shutil.copytree(png_shards, bad)
-    path = _corrupt_row(bad, 5)
-    t = _table(bad)
-    with pytest.raises(ValueError, match=rf"shard {path} row 5 \(image id \d+\).*do not decode"):
-        TopDownShardDecoder(META, CODEC, AUG)(t)
-    out = TopDownShardDecoder(META, CODEC, AUG, on_bad_row="skip")(t)
-    assert out[OK_KEY].tolist() == [i != 5 for i in range(t.num_rows)]
-    assert "row 5" in out[ERROR_KEY][5]
-    batch, errors = collate_batch(out)
-    assert len(errors) == 1 and f"shard {path} row 5" in errors[0]
-    assert set(batch) == set(TOPDOWN_KEYS) and len(batch["index"]) == t.num_rows - 1
-    assert 5 not in batch["index"].tolist()
-
-
-def test_separable_heatmaps_collate_to_the_same_batch(png_shards, tmp_path):
-    """Heatmaps as factors (what the Ray pipeline moves) collate to the very batch of the dense
-    decoder, bad rows dropped alike."""
-    bad = tmp_path / "bad"
-    shutil.copytree(png_shards, bad)
-    _corrupt_row(bad, 3)
-    t = _table(bad)
-    dense, dense_errors = collate_batch(TopDownShardDecoder(META, CODEC, AUG, epoch=2, on_bad_row="skip")(t))
-    raw = TopDownShardDecoder(META, CODEC, AUG, epoch=2, on_bad_row="skip", separable_heatmaps=True)(t)
-    assert "heatmaps" not in raw and raw[HEATMAP_FACTOR_KEYS[0]].nbytes * 2 < raw["image"].nbytes
-    sep, sep_errors = collate_batch(raw)
-    assert list(sep) == list(dense) == list(TOPDOWN_KEYS) and sep_errors == dense_errors
-    for key in TOPDOWN_KEYS:
-        assert sep[key].dtype == dense[key].dtype and torch.equal(sep[key], dense[key]), key
-
-
-def test_old_schema_version_is_refused(png_shards, tmp_path):
-    old = tmp_path / "old"
-    shutil.copytree(png_shards, old)
-    f = open_shards(old).files[1].path
-    t = pq.read_table(f)
-    md = dict(t.schema.metadata)
-    md[META_VERSION] = b"0"
-    pq.write_table(t.replace_schema_metadata(md), f)
-    with pytest.raises(ShardError, match=rf"shard {f} has schema version 0, older than .* {SCHEMA_VERSION}"):
-        open_shards(old)
-    manifest = json.loads((old / MANIFEST).read_text())
-    manifest["schema_version"] = 0
-    (old / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ShardError, match=f"shard directory {old} has schema version 0"):
-        open_shards(old)
-
-
-def test_missing_shard_file(png_shards, tmp_path):
-    gone = tmp_path / "gone"
-    shutil.copytree(png_shards, gone)
-    f = open_shards(gone).files[-1].path
-    f.unlink()
-    with pytest.raises(FileNotFoundError, match=f"shard file missing: {f}"):
-        open_shards(gone)
-    with pytest.raises(FileNotFoundError, match="not a shard directory"):
-        open_shards(tmp_path)
-
-
 def test_rerun_is_idempotent(synth, tmp_path):
     out = tmp_path / "idem"
-    first = _write(synth, out)
+    first = write_split(synth, out)
     stamps = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
-    again = _write(synth, out)
+    again = write_split(synth, out)
     assert again["up_to_date"] and not first["up_to_date"]
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == stamps
     forced = write_shards(synth, "train", out, ShardOptions(rows_per_shard=4, row_group_size=2), command="pytest",
@@ -542,16 +295,16 @@ def test_rerun_is_idempotent(synth, tmp_path):
     assert not forced["up_to_date"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {k: v[1] for k, v in stamps.items()}
     # Different sharding: stale files go, the rows stay the same.
-    rows = _table(out).drop(["path"])
-    _write(synth, out, rows_per_shard=100)
+    rows = read_rows(out).drop(["path"])
+    write_split(synth, out, rows_per_shard=100)
     assert len(list(out.glob("part-*"))) == 1
-    assert _table(out).drop(["path"]).equals(rows)
+    assert read_rows(out).drop(["path"]).equals(rows)
 
 
 def test_out_dir_with_other_files_is_refused(synth, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not a shard directory"):
-        _write(synth, tmp_path)
+        write_split(synth, tmp_path)
 
 
 def test_cli(synth, tmp_path, capsys):
@@ -569,44 +322,3 @@ def test_cli(synth, tmp_path, capsys):
     assert main(["shards", "--root", str(synth), "--split", "nosuch", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("poselab shards: error: no annotation file for split 'nosuch'")
-
-
-@pytest.mark.parametrize("scale,factor", [(1 / 2.5, 2), (1 / 6, 4), (1 / 20, 8), (1 / 1.5, 1)])
-def test_reduced_decode_keeps_the_geometry(scale, factor):
-    """A JPEG region decoded at 1/f lands where the full decode does: the centroid of a bright blob in
-    the crop moves by < 0.1 crop pixel (the decoded pixel centre f i + (f - 1) / 2 matters: without
-    it, the blob moves by (f - 1) / 2 region pixels)."""
-    import cv2
-
-    region = np.zeros((640, 640, 3), np.uint8)
-    cv2.circle(region, (301, 347), 60, (255, 255, 255), -1)
-    region = cv2.GaussianBlur(region, (0, 0), 12)
-    buf = cv2.imencode(".jpg", region, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes()
-    r2i = np.array([1.0, 0.0, 10.0, 0.0, 1.0, 20.0])  # the region sits at (10, 20) in a 700x700 image
-    theta = np.deg2rad(17.0)
-    rot = scale * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    codec = HeatmapCodec(input_size=(64, 64), heatmap_size=(16, 16))
-    centre = np.array([311.0, 367.0])  # the blob, in image pixels
-    m = np.hstack([rot, (np.array([31.5, 31.5]) - rot @ centre)[:, None]])  # blob -> crop centre
-    reduced = TopDownShardDecoder(META, codec, None, reduced_decode=True)
-    assert reduced._reduction(buf, r2i, m) == factor
-
-    def centroid(crop: np.ndarray) -> np.ndarray:
-        w = crop[:, :, 0].astype(np.float64)
-        ys, xs = np.mgrid[0:w.shape[0], 0:w.shape[1]]
-        return np.array([(w * xs).sum(), (w * ys).sum()]) / w.sum()
-
-    full = TopDownShardDecoder(META, codec, None)._crop(buf, r2i, 700, 700, m)
-    fast = reduced._crop(buf, r2i, 700, 700, m)
-    assert np.abs(centroid(fast) - centroid(full)).max() < 0.1
-    assert np.abs(fast[:, :, :3].astype(int) - full[:, :, :3]).mean() < 3.0
-    png = cv2.imencode(".png", region)[1].tobytes()
-    assert reduced._reduction(png, r2i, m) == 1  # only JPEG has DCT scaling
-
-
-def test_reduced_decode_needs_shards():
-    from pose.experiment import DataConfig
-
-    with pytest.raises(ValueError, match="data.shards_reduced_decode"):
-        DataConfig(shards_reduced_decode=True)
-    assert DataConfig(shards="x", shards_reduced_decode=True).shards_reduced_decode

@@ -47,7 +47,7 @@ WARM_START_KEYS = ("preset", "config", "overrides", "seeds")
 STAGE_FIELDS = ("name", "method.kind", "train.seed", "model.init", "model.init_net2")
 """Fields the stage sets itself (overrides may not)."""
 
-MODEL_FIELDS = ("arch", "depth", "width", "deconv_channels", "num_deconv")
+MODEL_FIELDS = ("arch", "depth", "resnet_stages", "width", "deconv_channels", "num_deconv")
 """Model fields that must agree between the stage and the grid (else the checkpoints do not fit)."""
 
 DUAL = "posedual"

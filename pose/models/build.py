@@ -60,7 +60,7 @@ class TopDownModel(nn.Module):
 def build_topdown_model(cfg: ModelConfig, num_keypoints: int) -> TopDownModel:
     """Build the top-down model described by ``cfg`` with ``num_keypoints`` heatmap channels.
 
-    * ``simple_baseline``: :class:`ResNetBackbone` (``cfg.depth``) + :class:`DeconvHead`
+    * ``simple_baseline``: :class:`ResNetBackbone` (``cfg.depth``, ``cfg.resnet_stages``) + :class:`DeconvHead`
       (``cfg.num_deconv`` x ``cfg.deconv_channels``); backbone keeps torchvision's random init.
     * ``hrnet``: :class:`HRNetBackbone` (``cfg.width``, single-scale output) + :class:`HeatmapHead`
       (the official ``final_layer``); every conv N(0, 0.001^2).
@@ -76,7 +76,7 @@ def build_topdown_model(cfg: ModelConfig, num_keypoints: int) -> TopDownModel:
     backbone: nn.Module
     head: nn.Module
     if cfg.arch == "simple_baseline":
-        backbone = ResNetBackbone(cfg.depth)
+        backbone = ResNetBackbone(cfg.depth, cfg.resnet_stages)
         head = DeconvHead(backbone.out_channels[0], num_keypoints, cfg.num_deconv, cfg.deconv_channels)
         model = TopDownModel(backbone, head, num_keypoints, cfg.output_stride, input_divisor=backbone.stride)
     elif cfg.arch == "hrnet":

@@ -18,6 +18,10 @@ class ModelConfig:
         arch: ``"simple_baseline"`` (ResNet + deconvolution head, Xiao et al. 2018) or ``"hrnet"``
             (HRNet, Sun et al. 2019, highest-resolution branch + 1x1 conv).
         depth: ResNet depth for ``simple_baseline`` (18, 34, 50, 101 or 152). Ignored by ``hrnet``.
+        resnet_stages: ResNet stages kept by ``simple_baseline``: 4 (the paper's whole body, output
+            stride 32) or 3 (up to ``layer3``, output stride 16, about half ResNet-18's cost; for
+            CPU-scale inputs: a 64x96 crop keeps a 4x6 grid, not 2x3; use one deconvolution fewer for
+            the same heatmap size). Must be 4 with ``hrnet``.
         width: HRNet width ``w`` (branches have w, 2w, 4w, 8w channels). 32 and 48 are the paper
             widths; small widths (8, 16) are for CPU tests. Ignored by ``simple_baseline``.
         deconv_channels: channels of each deconvolution layer of the SimpleBaseline head.
@@ -39,6 +43,7 @@ class ModelConfig:
 
     arch: Literal["simple_baseline", "hrnet"] = "simple_baseline"
     depth: int = 50
+    resnet_stages: int = 4
     width: int = 32
     deconv_channels: int = 256
     num_deconv: int = 3
@@ -49,7 +54,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"model.arch: unknown architecture {self.arch!r} (choose one of {list(ARCHS)})")
-        for name in ("depth", "width", "deconv_channels", "num_deconv"):
+        for name in ("depth", "resnet_stages", "width", "deconv_channels", "num_deconv"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"model.{name}: expected an integer, got {value!r}")
@@ -57,6 +62,11 @@ class ModelConfig:
             raise ValueError(
                 f"model.depth: unknown ResNet depth {self.depth} (choose one of {list(RESNET_DEPTHS)})"
             )
+        if self.resnet_stages not in (3, 4):
+            raise ValueError(f"model.resnet_stages: 4 (the whole ResNet, output stride 32) or 3 (up to layer3, "
+                             f"output stride 16), got {self.resnet_stages}")
+        if self.arch == "hrnet" and self.resnet_stages != 4:
+            raise ValueError("model.resnet_stages applies to arch simple_baseline (a ResNet), not hrnet")
         if self.width < 4:
             raise ValueError(
                 f"model.width: HRNet width must be >= 4 (paper widths: 32, 48), got {self.width}"
@@ -68,6 +78,9 @@ class ModelConfig:
                 f"model.num_deconv: must be in 1..{MAX_NUM_DECONV} (3 gives output stride 4), "
                 f"got {self.num_deconv}"
             )
+        if self.resnet_stages == 3 and self.num_deconv == MAX_NUM_DECONV:
+            raise ValueError(f"model.num_deconv: at most {MAX_NUM_DECONV - 1} with model.resnet_stages=3 (output "
+                             f"stride 16 / 2**num_deconv must be at least 1), got {self.num_deconv}")
         bad_path = not isinstance(self.pretrained, str) or not self.pretrained.strip()
         if self.pretrained is not None and bad_path:
             raise ValueError(f"model.pretrained: expected a checkpoint path or null, got {self.pretrained!r}")
@@ -88,4 +101,4 @@ class ModelConfig:
         """Input size / heatmap size of the model this config builds."""
         if self.arch == "hrnet":
             return 4
-        return 32 // 2**self.num_deconv
+        return (32 if self.resnet_stages == 4 else 16) // 2**self.num_deconv

@@ -23,6 +23,7 @@ torch.set_num_threads(2)
 SMALL_CFGS = {
     "sb_r18": ModelConfig(arch="simple_baseline", depth=18),
     "sb_r50": ModelConfig(arch="simple_baseline", depth=50),
+    "sb_r18_s3": ModelConfig(arch="simple_baseline", depth=18, resnet_stages=3, num_deconv=2, deconv_channels=64),
     "hrnet_w8": ModelConfig(arch="hrnet", width=8),
 }
 
@@ -45,6 +46,8 @@ def _num_params(model: torch.nn.Module) -> int:
         ("sb_r18", 14, (64, 64)),
         ("sb_r50", 17, (64, 64)),
         ("sb_r50", 14, (128, 96)),
+        ("sb_r18_s3", 17, (96, 64)),
+        ("sb_r18_s3", 14, (48, 32)),
         ("hrnet_w8", 17, (64, 48)),
         ("hrnet_w8", 14, (128, 96)),
     ],
@@ -86,6 +89,18 @@ def test_backward_reaches_every_parameter(name: str) -> None:
     assert not no_grad, f"parameters without gradient (would break DDP): {no_grad[:5]}"
     assert model.head.final_layer.weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
+
+
+def test_three_resnet_stages_stop_at_layer3_with_stride_16() -> None:
+    """``resnet_stages=3``: layer3's features (256 channels for R18, 1,024 for R50) at 1/16 of the input."""
+    for depth, channels in ((18, 256), (50, 1024)):
+        backbone = ResNetBackbone(depth, stages=3).eval()
+        assert backbone.stride == 16 and backbone.out_channels == [channels]
+        assert not any(name.startswith("layer4") for name in backbone.state_dict())
+        with torch.no_grad():
+            assert backbone(torch.randn(1, 3, 96, 64))[0].shape == (1, channels, 6, 4)
+    assert ModelConfig(depth=18, resnet_stages=3, num_deconv=2).output_stride == 4
+    assert ModelConfig(depth=18, resnet_stages=3, num_deconv=3).output_stride == 2
 
 
 def test_num_deconv_sets_output_stride() -> None:
@@ -199,6 +214,9 @@ def test_config_defaults_and_from_dict() -> None:
         ({"deconv_channels": 0}, "deconv_channels"),
         ({"depth": 50.0}, "expected an integer"),
         ({"pretrained": ""}, "pretrained"),
+        ({"resnet_stages": 2}, "resnet_stages: 4 .* or 3"),
+        ({"arch": "hrnet", "resnet_stages": 3}, "not hrnet"),
+        ({"resnet_stages": 3, "num_deconv": 5}, "at most 4 with model.resnet_stages=3"),
     ],
 )
 def test_config_validation(kwargs: dict, match: str) -> None:

@@ -63,6 +63,20 @@ def test_resnet18_round_trip_via_config(tmp_path: Path, resnet18_sd: dict) -> No
     assert len(report.loaded) == len(model.backbone.state_dict())
 
 
+def test_resnet18_into_three_stages_declares_layer4_unused(tmp_path: Path, resnet18_sd: dict) -> None:
+    """A whole ResNet-18 ImageNet file loads into the 3-stage body: layer4 is ignored without a warning."""
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(resnet18_sd, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = build_topdown_model(ModelConfig(depth=18, resnet_stages=3, num_deconv=2, pretrained=str(path)), 17)
+    _assert_backbone_equals(model.backbone, {k: v for k, v in resnet18_sd.items() if not k.startswith("layer4.")})
+    report = model.pretrained_report
+    assert report is not None and not report.ignored_other
+    assert {k for k in report.ignored_classifier if not k.startswith("layer4.")} == {"fc.weight", "fc.bias"}
+    assert len(report.loaded) == len(model.backbone.state_dict())
+
+
 @pytest.mark.parametrize("wrap", ["state_dict", "model", "module_prefix"])
 def test_wrapped_checkpoints(tmp_path: Path, resnet18_sd: dict, wrap: str) -> None:
     prefixed = {f"module.{k}": v for k, v in resnet18_sd.items()}

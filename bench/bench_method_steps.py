@@ -9,8 +9,11 @@ CPU tables' budgets are planned with (docs/semi_supervised.md).
 
     python bench/bench_method_steps.py                       # R18, 64x96, batch 16, 1 thread (~1 min)
     python bench/bench_method_steps.py --threads 2 --reps 5
+    python bench/bench_method_steps.py --against model.resnet_stages=3 model.num_deconv=2   # + ResNet to layer3
 
-The last line printed is a JSON object: seconds per step of each method and the ratios to Supervised.
+The last line printed is a JSON object: seconds per step of each method and the ratios to Supervised;
+with ``--against``, the same for the variant with those extra overrides (timed in the same rounds) and
+its ratio to the base per method.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=3, help="timed rounds (each: --steps steps of every method)")
     p.add_argument("--steps", type=int, default=5, help="steps per method per round")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
+    p.add_argument("--against", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="time a variant too: the base overrides plus these, interleaved with the base")
     p.add_argument("overrides", nargs="*", default=DEFAULT_OVERRIDES,
                    help="dotted config overrides (default: %(default)s)")
     return p.parse_args(argv)
@@ -53,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     base = get_preset(args.preset).config
+    variants = {"base": list(args.overrides)}
+    if args.against:
+        variants["variant"] = [*args.overrides, *args.against]
     runs = {}
-    for kind in METHODS:
-        cfg = apply_overrides(base, [*args.overrides, f"method.kind={kind}"])
+    for (name, overrides), kind in ((v, k) for v in variants.items() for k in METHODS):
+        cfg = apply_overrides(base, [*overrides, f"method.kind={kind}"])
         meta = cfg.data.metainfo()
         method = build_method(cfg, meta)
         method.train()
@@ -66,32 +74,38 @@ def main(argv: list[str] | None = None) -> int:
         labeled = {"image": torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=gen),
                    "heatmaps": torch.rand(b, k, hh, hw, generator=gen), "weights": torch.ones(b, k)}
         unlabeled = {"image": torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=gen)}
-        runs[kind] = (method, build_optimizer(cfg, method), labeled, None if kind == "supervised" else unlabeled)
+        runs[name, kind] = (method, build_optimizer(cfg, method), labeled, None if kind == "supervised" else unlabeled)
 
-    def step(kind: str) -> None:
-        method, optimizer, labeled, unlabeled = runs[kind]
+    def step(key: tuple[str, str]) -> None:
+        method, optimizer, labeled, unlabeled = runs[key]
         out = method.training_step(labeled, unlabeled)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
 
-    for kind in METHODS:
+    for key in runs:
         for _ in range(args.warmup):
-            step(kind)
-    times: dict[str, list[float]] = {kind: [] for kind in METHODS}
+            step(key)
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     for rep in range(args.reps):
-        for kind in METHODS:
+        for key in runs:
             t0 = time.perf_counter()
             for _ in range(args.steps):
-                step(kind)
-            times[kind].append((time.perf_counter() - t0) / args.steps)
-        print(f"round {rep + 1}/{args.reps}: " + ", ".join(f"{k} {times[k][-1]:.3f} s/step" for k in METHODS),
-              flush=True)
-    med = {kind: statistics.median(v) for kind, v in times.items()}
-    result = {"s_per_step": {k: round(v, 4) for k, v in med.items()},
-              "ratio_to_supervised": {k: round(v / med["supervised"], 2) for k, v in med.items()},
+                step(key)
+            times[key].append((time.perf_counter() - t0) / args.steps)
+        print(f"round {rep + 1}/{args.reps}: " + ", ".join(
+            f"{kind}{'' if name == 'base' else ' (variant)'} {times[name, kind][-1]:.3f} s/step"
+            for name, kind in runs), flush=True)
+    med = {key: statistics.median(v) for key, v in times.items()}
+    result = {"s_per_step": {k: round(med["base", k], 4) for k in METHODS},
+              "ratio_to_supervised": {k: round(med["base", k] / med["base", "supervised"], 2) for k in METHODS},
               "batch_size": args.batch_size, "threads": args.threads, "preset": args.preset,
               "overrides": args.overrides}
+    if args.against:
+        result["variant"] = {
+            "against": args.against,
+            "s_per_step": {k: round(med["variant", k], 4) for k in METHODS},
+            "ratio_to_base": {k: round(med["variant", k] / med["base", k], 2) for k in METHODS}}
     print(json.dumps(result))
     return 0
 

@@ -28,7 +28,6 @@ import pyarrow.parquet as pq
 
 from pose.bottomup.codec import BottomUpCodec
 from pose.bottomup.data import AffineParams, BottomUpAugment, BottomUpImage, BottomUpSampler, val_item
-from pose.data.heap import retain_freed_memory
 from pose.data.image_io import decode_rgb
 from pose.data.shards.decode import (
     ERROR_KEY,
@@ -37,6 +36,7 @@ from pose.data.shards.decode import (
     bottomup_row_name,
     check_on_bad_row,
     decode_bottomup_row,
+    set_up_decode_worker,
 )
 from pose.data.shards.format import ShardSet, open_shards
 from pose.metainfo import DatasetMeta
@@ -139,12 +139,7 @@ class BottomUpShardDecoder:
         return out
 
     def __call__(self, batch: pa.Table | dict[str, Any]) -> dict[str, np.ndarray]:
-        if self.cv2_threads is not None:
-            cv2.setNumThreads(self.cv2_threads)
-            self.cv2_threads = None
-        if self.retain_memory:
-            retain_freed_memory()
-            self.retain_memory = False
+        self.cv2_threads, self.retain_memory = set_up_decode_worker(self.cv2_threads, self.retain_memory)
         rows = _rows(batch)
         k = self.sampler.meta.num_keypoints
         out = self._allocate(len(rows))

@@ -48,6 +48,16 @@ def check_on_bad_row(on_bad_row: str) -> None:
         raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
 
 
+def set_up_decode_worker(cv2_threads: int | None, retain_memory: bool) -> tuple[None, bool]:
+    """A decoder's one-time set-up in the process that runs it (a Ray Data worker): OpenCV's thread count
+    and :func:`pose.data.heap.retain_freed_memory`. Returns the decoder's new settings: nothing left to do."""
+    if cv2_threads is not None:
+        cv2.setNumThreads(cv2_threads)
+    if retain_memory:
+        retain_freed_memory()
+    return None, False
+
+
 class TopDownShardDecoder:
     """Batch of top-down shard rows -> the arrays of a collated :class:`TopDownDataset` batch.
 
@@ -186,12 +196,7 @@ class TopDownShardDecoder:
         return factor
 
     def __call__(self, batch: pa.Table | dict[str, Any]) -> dict[str, np.ndarray]:
-        if self.cv2_threads is not None:
-            cv2.setNumThreads(self.cv2_threads)
-            self.cv2_threads = None
-        if self.retain_memory:
-            retain_freed_memory()
-            self.retain_memory = False
+        self.cv2_threads, self.retain_memory = set_up_decode_worker(self.cv2_threads, self.retain_memory)
         table = batch if isinstance(batch, pa.Table) else pa.table(batch)
         n = table.num_rows
         sampler, keys = self.sampler, self.keys

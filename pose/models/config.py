@@ -19,7 +19,7 @@ class ModelConfig:
             (HRNet, Sun et al. 2019, highest-resolution branch + 1x1 conv).
         depth: ResNet depth for ``simple_baseline`` (18, 34, 50, 101 or 152). Ignored by ``hrnet``.
         resnet_stages: ResNet stages kept by ``simple_baseline``: 4 (the paper's whole body, output
-            stride 32) or 3 (up to ``layer3``, output stride 16, about half ResNet-18's cost; for
+            stride 32) or 3 (up to ``layer3``, output stride 16, about 0.6x the cost per training step; for
             CPU-scale inputs: a 64x96 crop keeps a 4x6 grid, not 2x3; use one deconvolution fewer for
             the same heatmap size). Must be 4 with ``hrnet``.
         width: HRNet width ``w`` (branches have w, 2w, 4w, 8w channels). 32 and 48 are the paper

@@ -43,7 +43,8 @@ class ResNetBackbone(nn.Module):
     and 2048 otherwise (``out_channels[0]``).
 
     ``stages=3`` keeps the body up to ``layer3``: features ``(B, C/2, H/16, W/16)`` (``stride`` 16), at
-    about half the cost of ResNet-18's whole body. It is for inputs a third of the paper's size, where
+    about 0.6x the cost per training step of the whole body (bench/bench_method_steps.py --against). It is
+    for inputs a third of the paper's size, where
     stride 32 leaves a 2x3 grid for a 64x96 crop (the paper's 256x192 crop has 8x6); an ImageNet
     checkpoint's ``layer4.*`` keys are then declared unused (``unused_checkpoint_prefixes``).
 

@@ -44,9 +44,9 @@ class ResNetBackbone(nn.Module):
 
     ``stages=3`` keeps the body up to ``layer3``: features ``(B, C/2, H/16, W/16)`` (``stride`` 16), at
     about 0.6x the cost per training step of the whole body (bench/bench_method_steps.py --against). It is
-    for inputs a third of the paper's size, where
-    stride 32 leaves a 2x3 grid for a 64x96 crop (the paper's 256x192 crop has 8x6); an ImageNet
-    checkpoint's ``layer4.*`` keys are then declared unused (``unused_checkpoint_prefixes``).
+    for inputs a third of the paper's size, where stride 32 leaves a 2x3 grid for a 64x96 crop (the
+    paper's 256x192 crop has 8x6); an ImageNet checkpoint's ``layer4.*`` keys are then declared unused
+    (``unused_checkpoint_prefixes``).
 
     Weights start from torchvision's random init (``weights=None``; nothing is downloaded); load
     ImageNet weights from a local file with :func:`pose.models.pretrained.load_backbone_checkpoint`.

@@ -41,7 +41,13 @@ from orchestrator.table import (
     trial_tags,
 )
 from orchestrator.table_artifacts import log_table
-from orchestrator.tracking import RunRequest, get_or_create_experiment, open_run, resolve_tracking_uri
+from orchestrator.tracking import (
+    RunRequest,
+    end_stopped_runs,
+    get_or_create_experiment,
+    open_run,
+    resolve_tracking_uri,
+)
 from orchestrator.tracking_outage import OutagePolicy, is_unreachable, wait_for
 from orchestrator.train import (
     RunOptions,
@@ -238,8 +244,8 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
                 print(f"delivered to MLflow what {spool.parent.name} kept during an outage: {what}",
                       flush=True)
 
-    answered(lambda: get_or_create_experiment(client, options.experiment, tracking_uri),
-             "creating the experiment")
+    experiment_id = answered(lambda: get_or_create_experiment(client, options.experiment, tracking_uri),
+                             "creating the experiment")
     parent_key = f"ablation:{location}"
     locations = [location, *([stage_location] if warm is not None else [])]
     restoring = any(ray.tune.Tuner.can_restore(loc) for loc in locations) and not options.restart
@@ -293,17 +299,23 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
         ctx = {**context, "stage": stage}
         return sum(answered(lambda t=t: _finished_run(ctx, t), "reading the trials' runs") is None for t in runs)
 
-    def stopped(runs: list[Trial], stage: str | None, where: str) -> AblationInterrupted:
+    def stopped(runs: list[Trial], stage: str | None, where: str, since: float) -> AblationInterrupted:
+        """The parent run and the runs of ``runs`` that the Ctrl+C at ``since`` (``time.time()``) stopped
+        end KILLED (a resumed ablation opens them again); the error says what is unfinished."""
+        keys = [child_run_key(parent_id, t.trial_id, stage) for t in runs]
+        answered(lambda: end_stopped_runs(client, experiment_id, keys, int(since * 1000)), "ending the stopped runs")
         answered(lambda: client.set_terminated(parent_id, status="KILLED"), "ending the parent run")
         return AblationInterrupted(f"{spec.name}: interrupted (Ctrl+C) {where}: {unfinished(runs, stage)} of "
                                    f"{len(runs)} runs unfinished. Rerun the same command to resume them.\n")
 
     with status:
         if warm is not None:
-            stage_results, interrupted = grid.fit(stage_trials, stage_name, stage_location, STAGE, scheduler=None)
+            stage_results, interrupted_at = grid.fit(stage_trials, stage_name, stage_location, STAGE,
+                                                     scheduler=None)
             deliver_kept(stage_trials)
-            if interrupted:
-                raise stopped(stage_trials, STAGE, "during the warm-start stage; the grid did not start")
+            if interrupted_at is not None:
+                raise stopped(stage_trials, STAGE, "during the warm-start stage; the grid did not start",
+                              interrupted_at)
             if stage_results.num_errors:
                 answered(lambda: client.set_terminated(parent_id, status="FAILED"), "ending the parent run")
                 return (f"{spec.name}: {stage_results.num_errors} of {len(stage_trials)} warm-start runs "
@@ -315,10 +327,10 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
 
             scheduler = ASHAScheduler(time_attr="epoch", metric=f"val/best_{spec.base.selection_metric}", mode="max",
                                       max_t=max(t.config.train.epochs for t in trials), grace_period=1)
-        results, interrupted = grid.fit(trials, tune_name, location, None, scheduler)
+        results, interrupted_at = grid.fit(trials, tune_name, location, None, scheduler)
         deliver_kept(trials)
-    if interrupted:
-        error = stopped(trials, None, "during the grid")
+    if interrupted_at is not None:
+        error = stopped(trials, None, "during the grid", interrupted_at)
         table = answered(lambda: _tabulate(client, spec, options, plan, trials, stage_trials),
                          "collecting and logging the table")
         raise AblationInterrupted(f"{table}\n{error}")
@@ -385,8 +397,9 @@ class _Grid:
 
     def fit(self, trials: list[Trial], name: str, location: str, stage: str | None, scheduler: Any):
         """``Tuner(...).fit()`` over ``trials`` in ``location`` (``Tuner.restore`` when it holds an
-        interrupted grid and the ablation is not restarted); returns Tune's ``ResultGrid`` and whether
-        Ctrl+C (SIGINT) stopped the fit (Tune then returns normally: :mod:`orchestrator.interrupt`)."""
+        interrupted grid and the ablation is not restarted); returns Tune's ``ResultGrid`` and, when
+        Ctrl+C (SIGINT) stopped the fit (Tune then returns normally: :mod:`orchestrator.interrupt`), the
+        wall-clock time of the Ctrl+C, else None."""
         import ray.tune
 
         from orchestrator.tune_status import TrialStatus, replace_callbacks
@@ -419,4 +432,4 @@ class _Grid:
             )
         with TuneInterruptWatch() as watch:
             results = tuner.fit()
-        return results, watch.interrupted
+        return results, watch.interrupted_at

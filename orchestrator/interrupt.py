@@ -44,6 +44,8 @@ class TuneInterruptWatch:
 
     def __init__(self) -> None:
         self.interrupted = False
+        self.interrupted_at: float | None = None
+        """Wall-clock time (``time.time()``) of the first SIGINT, when one stopped the run."""
         self._first: float | None = None
         self._armed = False
         self._previous: dict[int, Any] = {}
@@ -58,11 +60,11 @@ class TuneInterruptWatch:
         tune_stop = signal.getsignal(signal.SIGUSR1)
         if tune_stop is self._previous[signal.SIGUSR1] or not callable(tune_stop):
             raise KeyboardInterrupt  # Tune's run has not started (or has ended): nothing to stop gracefully
-        self.interrupted, self._first = True, now
+        self.interrupted, self._first, self.interrupted_at = True, now, time.time()
         tune_stop(signal.SIGUSR1, frame)  # Tune's graceful stop: the run ends after saving its state
 
     def __enter__(self) -> TuneInterruptWatch:
-        self.interrupted, self._first = False, None
+        self.interrupted, self._first, self.interrupted_at = False, None, None
         self._armed = threading.current_thread() is threading.main_thread()
         if self._armed:
             self._previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGUSR1)}

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,25 @@ def find_run(client: MlflowClient, experiment_id: str, run_key: str, tag: str = 
     runs = client.search_runs([experiment_id], filter_string=f"tags.`{tag}` = '{run_key}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0].info.run_id if runs else None
+
+
+def end_stopped_runs(client: MlflowClient, experiment_id: str, run_keys: Iterable[str], since_ms: int) -> int:
+    """End as KILLED the runs (found by key) that a Ctrl+C stopped: those still RUNNING (their process was
+    killed before it could end them) and those that ended FAILED at or after ``since_ms`` (epoch
+    milliseconds: when the Ctrl+C came; the training ends a run FAILED on any exception, the stop's
+    included). A run that failed before it, or finished, keeps its status; a key without a run is
+    skipped. Returns how many runs were ended KILLED."""
+    ended = 0
+    for key in run_keys:
+        run_id = find_run(client, experiment_id, key)
+        if run_id is None:
+            continue
+        info = client.get_run(run_id).info
+        stopped_by_it = info.status == "FAILED" and (info.end_time or 0) >= since_ms
+        if info.status in ("RUNNING", "SCHEDULED") or stopped_by_it:
+            client.set_terminated(run_id, status="KILLED")
+            ended += 1
+    return ended
 
 
 class RunRequest:

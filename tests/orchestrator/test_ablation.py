@@ -264,8 +264,9 @@ def test_the_watch_tells_a_ctrl_c_stopped_fit_from_a_finished_one(ray_session, t
 
 def test_ctrl_c_in_the_warm_start_stage_stops_the_ablation_before_its_grid(ray_session, tiny_ablation_spec,
                                                                          tmp_path, capsys):
-    """A real SIGINT while the stage's first run trains: no grid trial starts, the parent run is KILLED,
-    and the error says what is unfinished and how to resume (pipelines/ablation.py exits 130 on it)."""
+    """A real SIGINT while the stage's first run trains: no grid trial starts, the parent run and the
+    stopped run's MLflow child run are KILLED (neither FAILED nor left RUNNING), and the error says what is
+    unfinished and how to resume (pipelines/ablation.py exits 130 on it)."""
     from orchestrator.ablation import AblationInterrupted, AblationOptions, run_ablation
     from orchestrator.ablation_spec import AblationSpec
     from orchestrator.table import find_parent
@@ -282,4 +283,8 @@ def test_ctrl_c_in_the_warm_start_stage_stops_the_ablation_before_its_grid(ray_s
     assert "warm_start/seed=1: started" in out and "method=posedual" not in out.split("warm-start stage:")[-1]
     assert "during the warm-start stage; the grid did not start: 2 of 2 runs unfinished" in str(stop.value)
     assert "Rerun the same command" in str(stop.value)
-    assert find_parent(MlflowClient(uri), "stop", "stop").status == "KILLED"
+    client = MlflowClient(uri)
+    parent = find_parent(client, "stop", "stop")
+    assert parent.status == "KILLED"
+    children = client.search_runs([parent.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.run_id}'")
+    assert [r.info.status for r in children] == ["KILLED"]  # seed=1's; seed=0's never started

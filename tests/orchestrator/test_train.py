@@ -17,13 +17,16 @@ from pose.presets import get_preset
 
 
 def _config(coco_mini, out_dir, kind: str, name: str, *extra: str):
+    """A tiny top-down run on the coco-mini images: ResNet-18 up to layer3 (the conftest's ``TINY_MODEL``),
+    evaluated without flip test."""
     return apply_overrides(get_preset("synth-r18-128x96").config, [
         f"data.root={coco_mini}", "data.train_ann=annotations/person_keypoints_val2017.json",
         "data.train_images=images/val2017", "data.val_ann=annotations/person_keypoints_val2017.json",
         "data.val_images=images/val2017", "data.num_workers=0", "codec.input_size=[64,96]",
-        "codec.heatmap_size=[16,24]", f"output_dir={out_dir}", "test.batch_size=5", f"method.kind={kind}",
-        "data.num_labeled=5", "model.deconv_channels=32", "train.epochs=2", "train.batch_size=4",
-        "train.lr_steps=[1]", f"name={name}", "train.log_interval=1", *extra])
+        "codec.heatmap_size=[16,24]", f"output_dir={out_dir}", "test.batch_size=5", "test.flip_test=false",
+        f"method.kind={kind}", "data.num_labeled=5", "model.resnet_stages=3", "model.num_deconv=2",
+        "model.deconv_channels=32", "train.epochs=2", "train.batch_size=4", "train.lr_steps=[1]", f"name={name}",
+        "train.log_interval=1", *extra])
 
 
 def _runs(client: MlflowClient, experiment: str):

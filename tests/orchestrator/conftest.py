@@ -14,6 +14,9 @@ from pathlib import Path
 # default worker niceness of 15 starves them next to any other busy process).
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_worker_niceness", "0")
+# Ray Train's preemption watcher (an observability actor started with every worker group, for cloud
+# node preemptions) is one more Python process per group start: none of these tests preempts a node.
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 import pytest  # noqa: E402
 

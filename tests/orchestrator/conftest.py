@@ -14,6 +14,9 @@ from pathlib import Path
 # default worker niceness of 15 starves them next to any other busy process).
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_worker_niceness", "0")
+# Ray Train's preemption watcher (an observability actor started with every worker group, for cloud
+# node preemptions) is one more Python process per group start: none of these tests preempts a node.
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 import pytest  # noqa: E402
 
@@ -21,6 +24,13 @@ from orchestrator.resources import plan_resources  # noqa: E402
 from pose.data.shards.options import ShardOptions  # noqa: E402
 from pose.data.shards.writer import write_shards  # noqa: E402
 from pose.synth import SynthConfig, generate_dataset  # noqa: E402
+
+
+TINY_MODEL = {"model.resnet_stages": 3, "model.num_deconv": 2, "model.deconv_channels": 32}
+"""The top-down model of the orchestrator tests' trainings: ResNet-18 up to layer3 (output stride 16,
+two deconvolutions: stride 4). A quarter of the whole ResNet-18's parameters, so every checkpoint,
+Tune checkpoint copy and MLflow model is a quarter the size, and a training step (a batch of 4 at
+64x96) takes less than half the time."""
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +73,8 @@ def shard_dirs(synth_data, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_ablation_spec(coco_mini):
     """A function (out_dir, name, methods, seeds) -> an ablation spec dict training a tiny model for one
-    epoch on the coco-mini images (seconds per trial)."""
+    epoch on the coco-mini images (seconds per trial): ResNet-18 up to layer3 (:data:`TINY_MODEL`),
+    evaluated without flip test (one forward pass per validation batch)."""
 
     def make(out_dir: Path, name: str, methods: list[str], seeds: list[int]) -> dict:
         return {
@@ -73,8 +84,9 @@ def tiny_ablation_spec(coco_mini):
                 "data.root": str(coco_mini), "data.train_ann": "annotations/person_keypoints_val2017.json",
                 "data.train_images": "images/val2017", "data.val_ann": "annotations/person_keypoints_val2017.json",
                 "data.val_images": "images/val2017", "data.num_workers": 0, "codec.input_size": [64, 96],
-                "codec.heatmap_size": [16, 24], "model.deconv_channels": 32, "train.epochs": 1,
-                "train.lr_steps": [1], "train.batch_size": 4, "test.batch_size": 5, "output_dir": str(out_dir),
+                "codec.heatmap_size": [16, 24], **TINY_MODEL, "train.epochs": 1,
+                "train.lr_steps": [1], "train.batch_size": 4, "test.batch_size": 5, "test.flip_test": False,
+                "output_dir": str(out_dir),
             },
             "axes": {"method": methods, "label_budget": [5], "seed": seeds},
         }

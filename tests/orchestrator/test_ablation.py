@@ -47,8 +47,9 @@ def test_ablation_runs_the_grid_and_a_killed_driver_resumes(tiny_ablation_spec, 
                                                            [0])))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     ray_tmp = Path(f"/tmp/pl{os.getpid()}")  # short: Ray's socket paths have a length limit
+    # one torch thread per trial (--threads 1): these cores also run the driver, Ray and the MLflow server
     cmd = [sys.executable, "pipelines/ablation.py", str(spec_path), "--tracking-uri", uri,
-           "--experiment", "abl", "--max-concurrent", "1"]
+           "--experiment", "abl", "--max-concurrent", "1", "--threads", "1"]
     try:
         first = subprocess.Popen(cmd, cwd=REPO, env=driver_env(ray_tmp), stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -110,7 +111,8 @@ def test_warm_start_stage_runs_first_feeds_the_trials_and_resumes(ray_session, t
     data["warm_start"] = {"seeds": [1, 0], "overrides": {"train.lr": 0.002}}  # net2: the seed after 1: 0
     spec = AblationSpec.from_dict(data, source="warm.yaml")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    options = AblationOptions(tracking_uri=uri, experiment="warm", max_concurrent_trials=1)
+    # one torch thread per trial: these cores also run this process and Ray's
+    options = AblationOptions(tracking_uri=uri, experiment="warm", max_concurrent_trials=1, torch_threads=1)
     text = run_ablation(spec, options)
     out = capsys.readouterr().out
     trial_id = "method=posedual,label_budget=5,seed=1"

@@ -39,7 +39,8 @@ def _config(synth_mpii_aic, shards: Path, out_dir: Path, *extra: str):
     mpii, aic = synth_mpii_aic
     return apply_overrides(get_preset("synthmpii-aic-posedual-jc-r18-128x128").config, [
         f"data.root={mpii}", f"semi.root={aic}", f"data.shards={shards}", "data.num_workers=0",
-        "codec.input_size=[64,64]", "codec.heatmap_size=[16,16]", "model.deconv_channels=32", "train.epochs=1",
+        "codec.input_size=[64,64]", "codec.heatmap_size=[16,16]", "model.resnet_stages=3", "model.num_deconv=2",
+        "model.deconv_channels=32", "train.epochs=1",
         "train.lr_steps=[1]", "train.batch_size=2", "test.batch_size=4", "train.log_interval=1",
         f"output_dir={out_dir}", "name=mpii-aic-shards", *extra])
 

@@ -15,7 +15,8 @@ from pose.presets import get_preset
 def _config(synth_data, shard_dirs, out_dir, kind: str, *extra: str):
     return apply_overrides(get_preset("synth-r18-128x96").config, [
         f"data.root={synth_data}", f"data.shards={shard_dirs['train'].parent}", "data.num_workers=0",
-        f"output_dir={out_dir}", f"method.kind={kind}", "model.deconv_channels=32", "train.epochs=1",
+        f"output_dir={out_dir}", f"method.kind={kind}", "model.resnet_stages=3", "model.num_deconv=2",
+        "model.deconv_channels=32", "train.epochs=1",
         "train.lr_steps=[1]", "train.batch_size=4", "test.batch_size=4", f"name={kind}-shards",
         "train.log_interval=1", "test.flip_test=false", *extra])
 

@@ -186,7 +186,8 @@ def test_training_through_an_outage_ends_with_the_error_and_a_rerun_delivers(sto
         "data.train_images=images/val2017", "data.val_ann=annotations/person_keypoints_val2017.json",
         "data.val_images=images/val2017", "data.num_workers=0", "codec.input_size=[64,96]",
         "codec.heatmap_size=[16,24]", f"output_dir={tmp_path / 'runs'}", "test.batch_size=5",
-        "model.deconv_channels=32", "train.epochs=1", "train.batch_size=4", "train.lr_steps=[1]",
+        "model.resnet_stages=3", "model.num_deconv=2", "model.deconv_channels=32", "train.epochs=1",
+        "train.batch_size=4", "train.lr_steps=[1]",
         "name=outage-run", "train.log_interval=1"])
     plan = ResourcePlan("fits", None, 1.0, 0.0, 1, "test")
     dead = f"http://127.0.0.1:{free_port()}"

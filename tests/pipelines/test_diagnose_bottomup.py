@@ -3,6 +3,7 @@ peak offsets and the tag correlation, Markdown tables and a JSON last line; a mi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -20,6 +21,15 @@ SCRIPT = Path(__file__).parents[2] / "pipelines" / "diagnose_bottomup.py"
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def _main(*args: str) -> int:
+    """The script's ``main(argv)`` in this process (its exit status; what it prints goes to capsys): no
+    interpreter start-up and torch import per call."""
+    spec = importlib.util.spec_from_file_location("pipelines_diagnose_bottomup", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(list(args))
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +57,12 @@ def test_diagnosis_prints_the_three_scores(bottomup_run):
     assert "| nearest peak - joint (heatmap px) |" in proc.stdout and "off-diagonal correlation" in proc.stdout
 
 
-def test_diagnosis_names_a_missing_run_and_rejects_top_down(tmp_path):
-    proc = _run(str(tmp_path / "nowhere"))
-    assert proc.returncode == 2 and "nowhere/config.json: not found" in proc.stderr
+def test_diagnosis_names_a_missing_run_and_rejects_top_down(tmp_path, capsys):
+    assert _main(str(tmp_path / "nowhere")) == 2
+    assert "nowhere/config.json: not found" in capsys.readouterr().err
     top = tmp_path / "top"
     top.mkdir()
     (top / "config.json").write_text(json.dumps({"name": "x"}))
     (top / "last.pth").write_bytes(b"")
-    proc = _run(str(top))
-    assert proc.returncode == 2 and "top-down experiment" in proc.stderr
+    assert _main(str(top)) == 2
+    assert "top-down experiment" in capsys.readouterr().err

@@ -303,7 +303,8 @@ def run_ablation(spec: AblationSpec, options: AblationOptions = AblationOptions(
         """The parent run and the runs of ``runs`` that the Ctrl+C at ``since`` (``time.time()``) stopped
         end KILLED (a resumed ablation opens them again); the error says what is unfinished."""
         keys = [child_run_key(parent_id, t.trial_id, stage) for t in runs]
-        answered(lambda: end_stopped_runs(client, experiment_id, keys, int(since * 1000)), "ending the stopped runs")
+        answered(lambda: end_stopped_runs(client, experiment_id, keys, int(since * 1000)),
+                 "ending the stopped runs")
         answered(lambda: client.set_terminated(parent_id, status="KILLED"), "ending the parent run")
         return AblationInterrupted(f"{spec.name}: interrupted (Ctrl+C) {where}: {unfinished(runs, stage)} of "
                                    f"{len(runs)} runs unfinished. Rerun the same command to resume them.\n")

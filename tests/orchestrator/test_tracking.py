@@ -33,4 +33,5 @@ def test_end_stopped_runs_kills_what_the_ctrl_c_stopped_and_keeps_every_other_st
 
     assert [status(k) for k in keys[:4]] == ["KILLED", "KILLED", "FAILED", "FINISHED"]
     assert find_run(client, exp_id, "never-started") is None
-    assert end_stopped_runs(client, exp_id, keys, ctrl_c_ms) == 0  # idempotent: a retried call changes nothing
+    # idempotent: a retried call changes nothing
+    assert end_stopped_runs(client, exp_id, keys, ctrl_c_ms) == 0
